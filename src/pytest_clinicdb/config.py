@@ -1,0 +1,198 @@
+"""Settings: every option once, resolved CLI > environment > ini > default (no pytest import).
+
+Each option has one name and three spellings: ``--clinicdb-pg-bin``,
+``CLINICDB_PG_BIN`` and ini ``clinicdb_pg_bin``.  "Unset" is tested with
+``is None`` so a false or empty value given on the command line still wins.
+Relative paths are taken from the current directory (command line,
+environment) or from the ini file's directory (ini, defaults).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+BACKENDS = ("embedded",)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    help: str
+    kind: str = "str"  # str | path | int | bool | choice
+    default: object = None
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def cli(self) -> str:
+        return "--clinicdb-" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "CLINICDB_" + self.name.upper()
+
+    @property
+    def ini(self) -> str:
+        return "clinicdb_" + self.name
+
+
+OPTIONS: tuple[OptionSpec, ...] = (
+    OptionSpec("backend", "where the server comes from", "choice", "embedded", BACKENDS),
+    OptionSpec(
+        "pg_bin", "directory with the PostgreSQL programs (postgres, initdb) to use", "path",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "pg_version", "PostgreSQL major version to use (e.g. 16); error if not installed", "int",
+        metavar="N",
+    ),
+    OptionSpec(
+        "migrations", "directory of NNN_name.sql migrations", "path", "database/migrations",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "seeds",
+        "directory with 001_*.sql (system seed) and 002_*.sql (dev seed); 'none' for no seeds",
+        "path", "database/seeds", metavar="DIR",
+    ),
+    OptionSpec(
+        "run_as", "account that runs the server when pytest runs as root "
+        "(default: postgres, else nobody)", "str", metavar="USER",
+    ),
+    OptionSpec(
+        "cache_dir", "where clusters and relocated binaries live (default: tmpfs when available)",
+        "path", metavar="DIR",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration; ``sources`` says where each value came from."""
+
+    backend: str
+    pg_bin: Path | None
+    pg_version: int | None
+    migrations: Path
+    seeds: Path | None
+    run_as: str | None
+    cache_dir: Path
+    rootdir: Path
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def source_of(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+    def display_path(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.rootdir))
+        except ValueError:
+            return str(path)
+
+
+def default_cache_dir() -> Path:
+    """tmpfs when it exists and has room (the disk is slow at creating files), else the temp dir."""
+    uid = os.geteuid()
+    shm = Path("/dev/shm")
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK) and shutil.disk_usage(shm).free > 1 << 30:
+            return shm / f"pytest-clinicdb-{uid}"
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"pytest-clinicdb-{uid}"
+
+
+def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{where}: {raw!r} is not a boolean", hint="use true or false")
+    text = str(raw).strip()
+    if spec.kind == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(
+                f"{where}: {raw!r} is not a whole number", hint="e.g. 16"
+            ) from None
+    if spec.kind == "choice":
+        if text not in spec.choices:
+            raise ConfigError(
+                f"{where}: unknown value {raw!r}",
+                hint="valid values: " + ", ".join(spec.choices),
+            )
+        return text
+    if spec.kind == "path":
+        if spec.name == "seeds" and text.lower() == "none":
+            return None
+        if not text:
+            raise ConfigError(f"{where}: empty path")
+        path = Path(os.path.expanduser(text))
+        return (path if path.is_absolute() else base / path).resolve()
+    return text or None
+
+
+def resolve(
+    cli: Callable[[str], object],
+    ini: Callable[[str], object],
+    *,
+    env: Mapping[str, str],
+    rootdir: Path,
+    inidir: Path | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve every option.  ``cli``/``ini`` return None for "not given"."""
+    cwd = cwd or Path.cwd()
+    inidir = inidir or rootdir
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for spec in OPTIONS:
+        raw = cli(spec.name)
+        if raw is not None:
+            values[spec.name] = _convert(spec, raw, spec.cli, cwd)
+            sources[spec.name] = spec.cli
+            continue
+        if spec.env in env:
+            values[spec.name] = _convert(spec, env[spec.env], f"environment {spec.env}", cwd)
+            sources[spec.name] = spec.env
+            continue
+        raw = ini(spec.name)
+        if raw is not None and raw != "":
+            values[spec.name] = _convert(spec, raw, f"ini {spec.ini}", inidir)
+            sources[spec.name] = f"ini {spec.ini}"
+            continue
+        if spec.default is not None:
+            values[spec.name] = _convert(spec, spec.default, spec.cli, rootdir)
+        else:
+            values[spec.name] = None
+    if values["pg_version"] is not None and not 9 <= int(str(values["pg_version"])) <= 99:
+        raise ConfigError(
+            f"{sources['pg_version']}: {values['pg_version']} is not a PostgreSQL major version",
+            hint="e.g. 14, 15, 16, 17 or 18",
+        )
+    cache = values["cache_dir"]
+    return Settings(
+        backend=str(values["backend"]),
+        pg_bin=values["pg_bin"],  # type: ignore[arg-type]
+        pg_version=values["pg_version"],  # type: ignore[arg-type]
+        migrations=values["migrations"],  # type: ignore[arg-type]
+        seeds=values["seeds"],  # type: ignore[arg-type]
+        run_as=values["run_as"],  # type: ignore[arg-type]
+        cache_dir=cache if isinstance(cache, Path) else default_cache_dir(),
+        rootdir=rootdir,
+        sources=sources,
+    )

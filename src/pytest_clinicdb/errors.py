@@ -1,0 +1,144 @@
+"""One exception hierarchy for pytest-clinicdb.
+
+Every error says what was checked and how to fix it.  Structured attributes
+(``file``, ``line``, ``sqlstate`` ...) let tests and the CLI read the details
+without parsing the message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClinicDBError(Exception):
+    """Base class of every error raised by pytest-clinicdb."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(ClinicDBError):
+    """An option, ini key or environment variable has a value we cannot use."""
+
+
+class BinariesNotFoundError(ClinicDBError):
+    """No PostgreSQL binaries match what was asked for."""
+
+
+class ServerStartError(ClinicDBError):
+    """The PostgreSQL server could not be initialised or started."""
+
+    def __init__(self, message: str, *, log_tail: str = "", hint: str | None = None) -> None:
+        self.log_tail = log_tail
+        if log_tail:
+            message = f"{message}\n  server log (last lines):\n{_indent(log_tail, '    ')}"
+        super().__init__(message, hint=hint)
+
+
+class ServerDiedError(ClinicDBError):
+    """The server stopped answering in the middle of the session."""
+
+
+class MigrationDiscoveryError(ClinicDBError):
+    """The migrations directory or one of its files cannot be used."""
+
+
+class MigrationEditedError(ClinicDBError):
+    """An already-applied migration no longer matches its recorded checksum."""
+
+    def __init__(self, edited: list[str], *, hint: str | None = None) -> None:
+        self.edited = edited
+        names = ", ".join(edited)
+        super().__init__(
+            f"already-applied migration(s) changed since they were applied: {names}",
+            hint=hint
+            or "never edit a historical migration; restore it and add a new migration instead",
+        )
+
+
+class ExtensionsMissingError(ClinicDBError):
+    """The migrations need extensions the chosen PostgreSQL build does not ship."""
+
+    def __init__(self, missing: list[str], message: str, *, hint: str | None = None) -> None:
+        self.missing = missing
+        super().__init__(message, hint=hint)
+
+
+class SQLFileError(ClinicDBError):
+    """A statement of a migration or seed file failed on the server.
+
+    ``file``/``line``/``column`` point into the file (1-based); ``sqlstate`` and
+    ``server_message`` come from PostgreSQL.
+    """
+
+    kind = "SQL file"
+
+    def __init__(
+        self,
+        file: Path,
+        line: int,
+        column: int,
+        sqlstate: str | None,
+        server_message: str,
+        *,
+        detail: str | None = None,
+        context: str | None = None,
+        hint: str | None = None,
+        statement: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.column = column
+        self.sqlstate = sqlstate
+        self.server_message = server_message
+        self.detail = detail
+        self.context = context
+        self.statement = statement
+        text = f"{self.kind} {file.name}, line {line}, column {column}: {server_message}"
+        text += f" (SQLSTATE {sqlstate or 'unknown'})"
+        if detail:
+            text += f"\n  detail: {detail}"
+        if context:
+            text += f"\n  context: {context}"
+        text += f"\n  file: {file}"
+        super().__init__(text, hint=hint)
+
+
+class MigrationError(SQLFileError):
+    """A migration failed; nothing of that file stays applied."""
+
+    kind = "migration"
+
+
+class SeedError(SQLFileError):
+    """A seed failed; nothing of that seed stays applied."""
+
+    kind = "seed"
+
+
+class SQLSyntaxUnsupportedError(ClinicDBError):
+    """A file uses something the runner cannot run inside a transaction."""
+
+    def __init__(self, file: Path, line: int, message: str, *, hint: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        super().__init__(f"{file.name}, line {line}: {message}\n  file: {file}", hint=hint)
+
+
+class TemplateBuildError(ClinicDBError):
+    """Building the template database failed (nothing half-built is kept)."""
+
+
+class DevSeedRefusedError(ClinicDBError):
+    """The dev-only seed (002) was refused by the plugin's own guard."""
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines())

@@ -1,0 +1,182 @@
+"""The public fixtures (their docstrings show in ``pytest --fixtures``).
+
+The chain, each link overridable in a ``conftest.py``::
+
+    clinic_postgres (session)  → _clinicdb_template (session)
+        → _clinicdb_worker (session, this worker's clone)  → clinic_db (function)
+        → clinic_dsn (function, a fresh clone)             → clinic_db_fresh (function)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import psycopg
+import pytest
+
+from ._state import engine_of
+from .engine import Engine
+from .errors import ClinicDBError
+from .server import ServerInfo
+from .templates import TemplateInfo
+
+T = TypeVar("T")
+
+
+def _run(request: pytest.FixtureRequest, fn: Callable[[], T]) -> T:
+    """Run a set-up step; turn our errors into one readable failure and stop the run."""
+    try:
+        return fn()
+    except (ClinicDBError, psycopg.Error) as exc:
+        message = f"pytest-clinicdb: {exc}"
+    # Outside the except block: the failure shows our message, not a chain of tracebacks.
+    request.session.shouldstop = "pytest-clinicdb could not set up the database (see the first error)"
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def clinic_postgres(request: pytest.FixtureRequest) -> ServerInfo:
+    """The PostgreSQL server of this test session.
+
+    A :class:`pytest_clinicdb.ServerInfo` with ``dsn`` (maintenance database),
+    ``dsn_for(dbname)``, ``version`` (e.g. ``"15.18"``), ``major``, ``backend``,
+    ``data_dir`` and ``log_path``.  Its ``repr()`` masks the password.  Started
+    on first use, shared by every xdist worker, stopped at the end of the run.
+    """
+    engine = engine_of(request.config)
+    return _run(request, engine.server)
+
+
+@pytest.fixture(scope="session")
+def _clinicdb_template(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> TemplateInfo:
+    """The migrated, seeded template database (built once per content key)."""
+    engine = engine_of(request.config)
+    return _run(request, engine.template)
+
+
+class _WorkerDatabase:
+    """This worker's clone of the template and its long-lived connection."""
+
+    def __init__(self, engine: Engine, request: pytest.FixtureRequest) -> None:
+        self.engine = engine
+        self.request = request
+        self.name = ""
+        self.conn: psycopg.Connection[object] | None = None
+        self.renew()
+
+    def renew(self) -> None:
+        self.close()
+        self.name = _run(self.request, lambda: self.engine.new_database("w"))
+        self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
+
+    def connection(self) -> psycopg.Connection[object]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.name:
+            try:
+                self.engine.drop(self.name)
+            except (psycopg.Error, ClinicDBError) as exc:
+                warnings.warn(
+                    pytest.PytestWarning(f"pytest-clinicdb: could not drop {self.name}: {exc}"),
+                    stacklevel=1,
+                )
+            self.name = ""
+
+
+@pytest.fixture(scope="session")
+def _clinicdb_worker(
+    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo
+) -> Iterator[_WorkerDatabase]:
+    """This worker's own clone of the template, shared by its ``clinic_db`` tests."""
+    db = _WorkerDatabase(engine_of(request.config), request)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def clinic_db(request: pytest.FixtureRequest, _clinicdb_worker: _WorkerDatabase) -> Iterator[psycopg.Connection[object]]:
+    """A psycopg 3 connection to the migrated database with seed 001, rolled back after the test.
+
+    The test runs inside ``conn.transaction(force_rollback=True)``:
+    everything it writes disappears afterwards, and the next test sees the
+    template's contents again.  Use ``with clinic_db.transaction():`` (a
+    savepoint) around statements you expect to fail.  ``clinic_db.commit()`` is
+    an error (psycopg refuses it inside the transaction block); a raw
+    ``COMMIT`` sent as SQL is detected after the test, the worker's database is
+    replaced by a fresh clone and a warning names the test.  For code that must
+    commit, use ``clinic_db_fresh`` or ``clinic_dsn``.
+    """
+    conn = _clinicdb_worker.connection()
+    tx = conn.transaction(force_rollback=True)
+    tx.__enter__()
+    started = conn.execute("SELECT now()").fetchone()
+    try:
+        yield conn
+    finally:
+        leaked = False
+        try:
+            if not conn.closed and not conn.broken:
+                status = conn.info.transaction_status
+                if status == psycopg.pq.TransactionStatus.INTRANS:
+                    now = conn.execute("SELECT now()").fetchone()
+                    leaked = now != started
+                elif status == psycopg.pq.TransactionStatus.IDLE:
+                    leaked = True
+            tx.__exit__(None, None, None)
+        except psycopg.Error:
+            leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if leaked:
+            warnings.warn(
+                pytest.PytestWarning(
+                    f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
+                    "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
+                    "Use clinic_db_fresh for code that commits."
+                ),
+                stacklevel=1,
+            )
+            _clinicdb_worker.renew()
+
+
+@pytest.fixture
+def clinic_dsn(request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo) -> Iterator[str]:
+    """A connection string to a fresh clone of the template, for this test only.
+
+    For code that opens its own connections and commits: nothing it does is
+    seen by other tests.  The database is dropped after the test.
+    """
+    engine = engine_of(request.config)
+    name = _run(request, lambda: engine.new_database("f"))
+    try:
+        yield engine.server().dsn_for(name)
+    finally:
+        try:
+            engine.drop(name)
+        except psycopg.Error as exc:
+            warnings.warn(
+                pytest.PytestWarning(f"pytest-clinicdb: could not drop {name}: {exc}"), stacklevel=1
+            )
+
+
+@pytest.fixture
+def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[object]]:
+    """A psycopg 3 connection to a fresh clone of the template, for this test only.
+
+    Commits are allowed, and so are ``CREATE INDEX CONCURRENTLY``, ``VACUUM``,
+    deferred constraints and several connections (``clinic_dsn`` is the same
+    database).  The database is dropped after the test.
+    """
+    conn = psycopg.connect(clinic_dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()

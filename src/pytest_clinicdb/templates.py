@@ -1,0 +1,305 @@
+"""Template databases: content key, build once under a lock, clone, drop (no pytest import).
+
+The template holds the migrated, seeded database.  It is built once per *key*
+— a hash of the PostgreSQL major version, every migration's name and bytes,
+the seeds' names and bytes, the bootstrap settings (including the audit
+partition window, which follows the calendar month) and the builder version —
+under an advisory lock taken in the maintenance database, so xdist workers and
+concurrent pytest runs on one server build it exactly once.  It is built under
+a temporary name and renamed when complete: a ``clinicdb_tpl_*`` database is
+never half-built.  Then it is marked ``IS_TEMPLATE`` with connections
+disallowed, and every test database is a clone of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from .migrations import Migration, apply_migrations, preflight_extensions
+from .seeds import Notice, capture_notices, load_seed
+from .server import ServerInfo
+
+#: Bump when the way templates are built changes: old templates become stale.
+BUILDER_VERSION = "1"
+PREFIX = "clinicdb_"
+MARKER = "pytest-clinicdb"
+PARTITION_FUNCTION = "audit.ensure_monthly_partitions(timestamptz,timestamptz)"
+#: Test set-up covers the current month and this many following ones.
+PARTITION_MONTHS_AHEAD = 3
+
+
+def current_month(now: dt.datetime | None = None) -> dt.date:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return dt.date(now.year, now.month, 1)
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    total = day.year * 12 + day.month - 1 + months
+    return dt.date(total // 12, total % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """Everything a template is built from; its :attr:`key` names the template."""
+
+    major: int
+    migrations: Sequence[Migration]
+    seeds: Sequence[Path]
+    partition_start: dt.date
+    partition_months: int = PARTITION_MONTHS_AHEAD + 1
+    variant: str = "base"
+
+    @property
+    def partition_end(self) -> dt.date:
+        return add_months(self.partition_start, self.partition_months)
+
+    @property
+    def key(self) -> str:
+        h = hashlib.sha256()
+        h.update(f"builder={BUILDER_VERSION}\0major={self.major}\0variant={self.variant}\0".encode())
+        h.update(f"partitions={self.partition_start.isoformat()}+{self.partition_months}\0".encode())
+        for mig in self.migrations:
+            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.file.data + b"\0")
+        for seed in self.seeds:
+            h.update(b"seed\0" + seed.name.encode() + b"\0" + seed.read_bytes() + b"\0")
+        return h.hexdigest()[:16]
+
+    @property
+    def name(self) -> str:
+        return f"{PREFIX}tpl_{self.key}"
+
+
+@dataclass
+class TemplateInfo:
+    """A built template and how it came to be."""
+
+    name: str
+    key: str
+    built: bool  # False: it already existed (reused)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    notices: list[Notice] = field(default_factory=list)
+    partitions: str = ""
+
+    @property
+    def status(self) -> str:
+        return f"built in {self.seconds:.2f} s" if self.built else "reused"
+
+
+def marker(kind: str, **extra: object) -> str:
+    return f"{MARKER} " + json.dumps({"kind": kind, **extra}, sort_keys=True)
+
+
+def read_marker(conn: psycopg.Connection[object], dbname: str) -> dict[str, object] | None:
+    row = conn.execute(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+        (dbname,),
+    ).fetchone()
+    if not row or not row[0] or not str(row[0]).startswith(MARKER + " "):
+        return None
+    try:
+        data = json.loads(str(row[0])[len(MARKER) + 1 :])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _lock_id(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def ensure_template(
+    server: ServerInfo,
+    spec: TemplateSpec,
+    *,
+    build: Callable[[psycopg.Connection[object], TemplateInfo], None],
+    timeout: float = 600.0,
+) -> TemplateInfo:
+    """Return the template for ``spec``, building it with ``build(conn, info)`` if needed."""
+    name = spec.name
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        admin.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}",))
+        admin.execute("SELECT pg_advisory_lock(%s)", (_lock_id("template:" + name),))
+        try:
+            row = admin.execute(
+                "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+            if row and row[0]:
+                data = read_marker(admin, name) or {}
+                notices = [Notice(**n) for n in data.get("notices", [])]  # type: ignore[attr-defined]
+                return TemplateInfo(
+                    name, spec.key, built=False, notices=notices,
+                    timings=dict(data.get("timings", {})),  # type: ignore[call-overload]
+                    partitions=str(data.get("partitions", "")),
+                )
+            if row:  # exists but never completed (a crash between rename and marking)
+                drop_database(admin, name)
+            return _build(admin, server, spec, build)
+        finally:
+            admin.execute("SELECT pg_advisory_unlock(%s)", (_lock_id("template:" + name),))
+
+
+def _build(
+    admin: psycopg.Connection[object],
+    server: ServerInfo,
+    spec: TemplateSpec,
+    build: Callable[[psycopg.Connection[object], TemplateInfo], None],
+) -> TemplateInfo:
+    name = spec.name
+    building = f"{PREFIX}build_{spec.key}"
+    started = time.perf_counter()
+    info = TemplateInfo(name, spec.key, built=True)
+    drop_database(admin, building)  # leftover of a build that was killed
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+    try:
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(building), sql.Literal(marker("building", key=spec.key))
+            )
+        )
+        with psycopg.connect(server.dsn_for(building), autocommit=True) as conn:
+            build(conn, info)
+        info.seconds = time.perf_counter() - started
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(building), sql.Identifier(name)
+            )
+        )
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                sql.Identifier(name)
+            )
+        )
+        admin.execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name),
+                sql.Literal(
+                    marker(
+                        "template",
+                        key=spec.key,
+                        variant=spec.variant,
+                        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        timings={k: round(v, 4) for k, v in info.timings.items()},
+                        notices=[n.to_dict() for n in info.notices],
+                        partitions=info.partitions,
+                    )
+                ),
+            )
+        )
+    except BaseException:
+        drop_database(admin, building)
+        drop_database(admin, name, only_if_not_template=True)
+        raise
+    return info
+
+
+def standard_build(
+    migrations: Sequence[Migration],
+    system_seed: Path | None,
+    spec: TemplateSpec,
+    *,
+    binaries_note: str = "",
+    alternatives: Callable[[list[str]], list[str]] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Callable[[psycopg.Connection[object], TemplateInfo], None]:
+    """The clinic build: pre-flight → migrations → audit partitions → seed 001."""
+
+    def build(conn: psycopg.Connection[object], info: TemplateInfo) -> None:
+        t0 = time.perf_counter()
+        preflight_extensions(conn, migrations, binaries_note=binaries_note, alternatives=alternatives)
+        with capture_notices(conn, "migrations") as notices:
+            report = apply_migrations(
+                conn, list(migrations),
+                progress=(lambda m: progress(f"migration {m.name}")) if progress else None,
+            )
+        info.notices.extend(notices)
+        info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
+        info.timings["migrations"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        info.partitions = ensure_partitions(conn, spec.partition_start, spec.partition_end)
+        info.timings["audit partitions"] = time.perf_counter() - t1
+        if system_seed is not None:
+            t2 = time.perf_counter()
+            info.notices.extend(load_seed(conn, system_seed))
+            info.timings[f"seed {system_seed.name}"] = time.perf_counter() - t2
+
+    return build
+
+
+def ensure_partitions(conn: psycopg.Connection[object], start: dt.date, end: dt.date) -> str:
+    """Call the audit maintenance function for [start, end) if the schema has one.
+
+    Test-only: production relies on its scheduled maintenance job.  Returns a
+    description for the report header.
+    """
+    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (PARTITION_FUNCTION,)).fetchone()
+    if not row or not row[0]:
+        return "no audit partition function"
+    with conn.transaction():
+        conn.execute("SET LOCAL TimeZone = 'UTC'")
+        created = conn.execute(
+            "SELECT audit.ensure_monthly_partitions(%s::timestamptz, %s::timestamptz)",
+            (f"{start.isoformat()} 00:00:00+00", f"{end.isoformat()} 00:00:00+00"),
+        ).fetchone()
+    last = add_months(end, -1)
+    count = created[0] if created else 0
+    return f"{start:%Y-%m}..{last:%Y-%m} ensured (test-only, {count} created)"
+
+
+def clone(admin: psycopg.Connection[object], template: str, name: str, major: int, **mark: object) -> None:
+    """Create ``name`` from ``template`` (FILE_COPY where available: fastest with fsync off)."""
+    strategy = sql.SQL(" STRATEGY FILE_COPY") if major >= 15 else sql.SQL("")
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+            sql.Identifier(name), sql.Identifier(template), strategy
+        )
+    )
+    admin.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(name), sql.Literal(marker("clone", template=template, **mark))
+        )
+    )
+
+
+def drop_database(
+    admin: psycopg.Connection[object],
+    name: str,
+    *,
+    only_if_not_template: bool = False,
+    wait: float = 5.0,
+) -> bool:
+    """Drop a database of ours (name prefix checked); True if it existed.
+
+    Waits for the backends of closed connections to leave first: ``DROP
+    DATABASE`` would otherwise sleep 100 ms for them.
+    """
+    if not name.startswith(PREFIX):
+        raise ValueError(f"refusing to drop {name!r}: not a pytest-clinicdb database")
+    row = admin.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    if not row:
+        return False
+    if only_if_not_template and row[0]:
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        busy = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+        if not busy or not busy[0]:
+            break
+        time.sleep(0.002)
+    if row[0]:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
+        )
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return True
