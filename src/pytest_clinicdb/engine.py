@@ -135,7 +135,9 @@ class Engine:
             self.settings.cache_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.settings.cache_dir, 0o755)
             reap_dead_runs(self.settings.cache_dir, keep=self.run_id)
-            return self.cluster().ensure_running(owner_pid=self.owner_pid)
+            info = self.cluster().ensure_running(owner_pid=self.owner_pid)
+            self._write_report(server=info.binaries)
+            return info
 
         return self._once("server", start)  # type: ignore[return-value]
 
@@ -162,27 +164,25 @@ class Engine:
                     alternatives=_alternatives,
                 ),
             )
-            self._write_report(info)
+            self._write_report(
+                key=info.key,
+                built=info.built,
+                seconds=info.seconds,
+                timings=info.timings,
+                notices=[n.to_dict() for n in info.notices],
+                partitions=info.partitions,
+            )
             return info
 
         return self._once("template", build)  # type: ignore[return-value]
 
-    def _write_report(self, info: TemplateInfo) -> None:
-        """Leave what this process learnt about the template for the controller's summary."""
-        with contextlib.suppress(OSError):
-            (self.run_dir / f"report-{self.worker_id}.json").write_text(
-                json.dumps(
-                    {
-                        "worker": self.worker_id,
-                        "key": info.key,
-                        "built": info.built,
-                        "seconds": info.seconds,
-                        "timings": info.timings,
-                        "notices": [n.to_dict() for n in info.notices],
-                        "partitions": info.partitions,
-                    }
-                )
-            )
+    def _write_report(self, **fields: object) -> None:
+        """Leave what this process learnt for the controller's terminal summary."""
+        path = self.run_dir / f"report-{self.worker_id}.json"
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text()) if path.exists() else {"worker": self.worker_id}
+            data.update(fields)
+            path.write_text(json.dumps(data))
 
     def reports(self) -> list[dict[str, object]]:
         found = []

@@ -112,17 +112,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     reports = engine.reports()
     if not reports:
         return
-    builders = [r for r in reports if r.get("built")]
-    keys = sorted({str(r["key"]) for r in reports})
-    if builders:
-        b = builders[0]
-        status = f"built in {float(str(b['seconds'])):.2f} s by {b['worker']}"
-    else:
-        status = "reused"
-    parts = str(reports[0].get("partitions") or "")
-    terminalreporter.write_line(
-        f"clinicdb: template {', '.join(keys)} {status}; audit partitions: {parts}"
-    )
+    servers = sorted({str(r.get("server")) for r in reports if r.get("server")})
+    for server in servers:
+        terminalreporter.write_line(f"clinicdb: server {server}")
+    templates = [r for r in reports if r.get("key")]
+    if templates:
+        builders = [r for r in templates if r.get("built")]
+        keys = sorted({str(r["key"]) for r in templates})
+        if builders:
+            b = builders[0]
+            status = f"built in {float(str(b['seconds'])):.2f} s by {b['worker']}"
+        else:
+            status = "reused"
+        parts = str(templates[0].get("partitions") or "")
+        terminalreporter.write_line(
+            f"clinicdb: template {', '.join(keys)} {status}; audit partitions: {parts}"
+        )
     notices = notices_from_reports(reports)
     if notices:
         terminalreporter.write_line(f"clinicdb: {len(notices)} server message(s) while building:")
