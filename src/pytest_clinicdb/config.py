@@ -48,29 +48,42 @@ class OptionSpec:
 OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("backend", "where the server comes from", "choice", "embedded", BACKENDS),
     OptionSpec(
-        "pg_bin", "directory with the PostgreSQL programs (postgres, initdb) to use", "path",
+        "pg_bin",
+        "directory with the PostgreSQL programs (postgres, initdb) to use",
+        "path",
         metavar="DIR",
     ),
     OptionSpec(
-        "pg_version", "PostgreSQL major version to use (e.g. 16); error if not installed", "int",
+        "pg_version",
+        "PostgreSQL major version to use (e.g. 16); error if not installed",
+        "int",
         metavar="N",
     ),
     OptionSpec(
-        "migrations", "directory of NNN_name.sql migrations", "path", "database/migrations",
+        "migrations",
+        "directory of NNN_name.sql migrations",
+        "path",
+        "database/migrations",
         metavar="DIR",
     ),
     OptionSpec(
         "seeds",
         "directory with 001_*.sql (system seed) and 002_*.sql (dev seed); 'none' for no seeds",
-        "path", "database/seeds", metavar="DIR",
+        "path",
+        "database/seeds",
+        metavar="DIR",
     ),
     OptionSpec(
-        "run_as", "account that runs the server when pytest runs as root "
-        "(default: postgres, else nobody)", "str", metavar="USER",
+        "run_as",
+        "account that runs the server when pytest runs as root (default: postgres, else nobody)",
+        "str",
+        metavar="USER",
     ),
     OptionSpec(
-        "cache_dir", "where clusters and relocated binaries live (default: tmpfs when available)",
-        "path", metavar="DIR",
+        "cache_dir",
+        "where clusters and relocated binaries live (default: tmpfs when available)",
+        "path",
+        metavar="DIR",
     ),
 )
 
@@ -126,9 +139,7 @@ def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
         try:
             return int(text)
         except ValueError:
-            raise ConfigError(
-                f"{where}: {raw!r} is not a whole number", hint="e.g. 16"
-            ) from None
+            raise ConfigError(f"{where}: {raw!r} is not a whole number", hint="e.g. 16") from None
     if spec.kind == "choice":
         if text not in spec.choices:
             raise ConfigError(

@@ -17,6 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -59,7 +60,7 @@ class Engine:
     is_owner: bool
     _memo: dict[str, _Memo] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _admin: psycopg.Connection[object] | None = None
+    _admin: psycopg.Connection[Any] | None = None
     _cluster: EmbeddedCluster | None = None
 
     # ------------------------------------------------------------ memoising
@@ -141,7 +142,7 @@ class Engine:
 
         return self._once("server", start)  # type: ignore[return-value]
 
-    def admin(self) -> psycopg.Connection[object]:
+    def admin(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the maintenance database (one per process)."""
         if self._admin is None or self._admin.closed:
             self._admin = psycopg.connect(self.server().dsn, autocommit=True)
@@ -159,7 +160,9 @@ class Engine:
                 server,
                 spec,
                 build=standard_build(
-                    self.migrations(), seed, spec,
+                    self.migrations(),
+                    seed,
+                    spec,
                     binaries_note=binaries.describe(),
                     alternatives=_alternatives,
                 ),
@@ -198,8 +201,13 @@ class Engine:
         template = self.template()
         name = f"{PREFIX}{kind}_{self.run_id}_{self.worker_id}_{next(self._counter)}"
         clone(
-            self.admin(), template.name, name, self.server().major,
-            run=self.run_id, worker=self.worker_id, pid=os.getpid(),
+            self.admin(),
+            template.name,
+            name,
+            self.server().major,
+            run=self.run_id,
+            worker=self.worker_id,
+            pid=os.getpid(),
         )
         return name
 
@@ -232,7 +240,7 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
 
     That happens when pytest was killed (``kill -9``, an OOM kill, a CI timeout).
     """
-    reaped = []
+    reaped: list[Path] = []
     if not cache_dir.is_dir():
         return reaped
     for run_dir in cache_dir.glob(f"{RUN_DIR_PREFIX}*"):

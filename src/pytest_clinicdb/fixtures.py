@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -32,7 +32,9 @@ def _run(request: pytest.FixtureRequest, fn: Callable[[], T]) -> T:
     except (ClinicDBError, psycopg.Error) as exc:
         message = f"pytest-clinicdb: {exc}"
     # Outside the except block: the failure shows our message, not a chain of tracebacks.
-    request.session.shouldstop = "pytest-clinicdb could not set up the database (see the first error)"
+    request.session.shouldstop = (
+        "pytest-clinicdb could not set up the database (see the first error)"
+    )
     pytest.fail(message, pytrace=False)
 
 
@@ -63,7 +65,7 @@ class _WorkerDatabase:
         self.engine = engine
         self.request = request
         self.name = ""
-        self.conn: psycopg.Connection[object] | None = None
+        self.conn: psycopg.Connection[Any] | None = None
         self.renew()
 
     def renew(self) -> None:
@@ -71,7 +73,7 @@ class _WorkerDatabase:
         self.name = _run(self.request, lambda: self.engine.new_database("w"))
         self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
 
-    def connection(self) -> psycopg.Connection[object]:
+    def connection(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
             if self.conn is not None:
                 self.conn.close()
@@ -104,7 +106,9 @@ def _clinicdb_worker(
 
 
 @pytest.fixture
-def clinic_db(request: pytest.FixtureRequest, _clinicdb_worker: _WorkerDatabase) -> Iterator[psycopg.Connection[object]]:
+def clinic_db(
+    request: pytest.FixtureRequest, _clinicdb_worker: _WorkerDatabase
+) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg 3 connection to the migrated database with seed 001, rolled back after the test.
 
     The test runs inside ``conn.transaction(force_rollback=True)``:
@@ -168,7 +172,7 @@ def clinic_dsn(request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo)
 
 
 @pytest.fixture
-def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[object]]:
+def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg 3 connection to a fresh clone of the template, for this test only.
 
     Commits are allowed, and so are ``CREATE INDEX CONCURRENTLY``, ``VACUUM``,

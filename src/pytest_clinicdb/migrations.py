@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -120,10 +121,12 @@ def discover(directory: Path) -> list[Migration]:
     return migrations
 
 
-def ensure_ledger(conn: psycopg.Connection[object]) -> None:
+def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
     """Create the ledger table if it does not exist (in its own transaction)."""
     with conn.transaction():
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LEDGER_SCHEMA)))
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LEDGER_SCHEMA))
+        )
         conn.execute(
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {}.{} ("
@@ -135,7 +138,7 @@ def ensure_ledger(conn: psycopg.Connection[object]) -> None:
         )
 
 
-def applied(conn: psycopg.Connection[object]) -> dict[str, str]:
+def applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Ledger contents: migration name -> checksum (empty when there is no ledger)."""
     row = conn.execute(
         "SELECT to_regclass(%s) IS NOT NULL", (f"{LEDGER_SCHEMA}.{LEDGER_TABLE}",)
@@ -168,7 +171,7 @@ def required_extensions(migrations: Iterable[Migration]) -> list[str]:
 
 
 def preflight_extensions(
-    conn: psycopg.Connection[object],
+    conn: psycopg.Connection[Any],
     migrations: Iterable[Migration],
     *,
     binaries_note: str = "",
@@ -189,7 +192,10 @@ def preflight_extensions(
     missing = [e for e in wanted if e not in available]
     if not missing:
         return
-    message = f"the migrations need extension(s) {', '.join(missing)}, which this PostgreSQL build does not ship"
+    message = (
+        f"the migrations need extension(s) {', '.join(missing)}, "
+        "which this PostgreSQL build does not ship"
+    )
     if binaries_note:
         message += f"\n  binaries in use: {binaries_note}"
     others = alternatives(missing) if alternatives else []
@@ -205,7 +211,7 @@ def preflight_extensions(
 
 
 def apply_migrations(
-    conn: psycopg.Connection[object],
+    conn: psycopg.Connection[Any],
     migrations: list[Migration],
     *,
     progress: Callable[[Migration], None] | None = None,
@@ -234,9 +240,9 @@ def apply_migrations(
             execute_file(conn, mig.file, MigrationError)
             elapsed = time.perf_counter() - started
             conn.execute(
-                sql.SQL("INSERT INTO {}.{} (name, checksum, duration_ms) VALUES (%s, %s, %s)").format(
-                    sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE)
-                ),
+                sql.SQL(
+                    "INSERT INTO {}.{} (name, checksum, duration_ms) VALUES (%s, %s, %s)"
+                ).format(sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE)),
                 (mig.name, mig.checksum, round(elapsed * 1000)),
             )
         report.applied.append(mig.name)

@@ -31,9 +31,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "clinicdb(**options): per-test options of pytest-clinicdb"
-    )
+    config.addinivalue_line("markers", "clinicdb(**options): per-test options of pytest-clinicdb")
     try:
         settings = resolve(
             lambda name: config.getoption("clinicdb_" + name),

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -40,13 +41,17 @@ class Notice:
 
 
 @contextmanager
-def capture_notices(conn: psycopg.Connection[object], source: str = "") -> Iterator[list[Notice]]:
+def capture_notices(conn: psycopg.Connection[Any], source: str = "") -> Iterator[list[Notice]]:
     """Collect the server messages sent on ``conn`` inside the block."""
     notices: list[Notice] = []
 
     def handler(diag: psycopg.errors.Diagnostic) -> None:
         notices.append(
-            Notice(diag.severity_nonlocalized or diag.severity or "NOTICE", diag.message_primary or "", source)
+            Notice(
+                diag.severity_nonlocalized or diag.severity or "NOTICE",
+                diag.message_primary or "",
+                source,
+            )
         )
 
     conn.add_notice_handler(handler)
@@ -80,7 +85,7 @@ _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def load_seed(
-    conn: psycopg.Connection[object],
+    conn: psycopg.Connection[Any],
     path: Path,
     *,
     settings: Mapping[str, str] | None = None,

@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -53,7 +54,9 @@ def read_sql_file(path: Path, *, what: str = "SQL file") -> SQLFile:
         data = path.read_bytes()
     except OSError as exc:
         raise SQLSyntaxUnsupportedError(
-            path, 0, f"cannot read {what}: {exc.strerror or exc}",
+            path,
+            0,
+            f"cannot read {what}: {exc.strerror or exc}",
             hint="check that the file exists and is readable by the user running pytest",
         ) from exc
     try:
@@ -61,7 +64,9 @@ def read_sql_file(path: Path, *, what: str = "SQL file") -> SQLFile:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise SQLSyntaxUnsupportedError(
-            path, line, f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+            path,
+            line,
+            f"{what} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
             hint="save the file as UTF-8",
         ) from exc
     if text.startswith("\ufeff"):
@@ -70,12 +75,16 @@ def read_sql_file(path: Path, *, what: str = "SQL file") -> SQLFile:
     if result.meta_commands:
         cmd = result.meta_commands[0]
         raise SQLSyntaxUnsupportedError(
-            path, cmd.line, f"psql meta-command {cmd.text.split()[0]!r} is not SQL",
+            path,
+            cmd.line,
+            f"psql meta-command {cmd.text.split()[0]!r} is not SQL",
             hint="files are sent to the server statement by statement; inline the SQL instead",
         )
     if not result.statements:
         raise SQLSyntaxUnsupportedError(
-            path, 1, f"{what} is empty (no SQL statement in it)",
+            path,
+            1,
+            f"{what} is empty (no SQL statement in it)",
             hint="add the statements, or remove the file if it was created by mistake",
         )
     for stmt in result.statements:
@@ -85,17 +94,21 @@ def read_sql_file(path: Path, *, what: str = "SQL file") -> SQLFile:
                 prefix == ("BEGIN",) and len(words) > 1 and words[1] == "ATOMIC"
             ):
                 raise SQLSyntaxUnsupportedError(
-                    path, stmt.line, f"{' '.join(prefix)} {why}",
+                    path,
+                    stmt.line,
+                    f"{' '.join(prefix)} {why}",
                     hint="every file runs in one transaction opened by pytest-clinicdb; "
                     "remove transaction control and statements that need their own transaction",
                 )
-        if words[:2] == ("CREATE", "INDEX") or words[:3] == ("CREATE", "UNIQUE", "INDEX"):
-            if "CONCURRENTLY" in stmt.keywords(5):
-                raise SQLSyntaxUnsupportedError(
-                    path, stmt.line, "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
-                    hint="migrations run in one transaction each; use a plain CREATE INDEX "
-                    "(the test database is empty, so it is instant)",
-                )
+        is_index = words[:2] == ("CREATE", "INDEX") or words[:3] == ("CREATE", "UNIQUE", "INDEX")
+        if is_index and "CONCURRENTLY" in stmt.keywords(5):
+            raise SQLSyntaxUnsupportedError(
+                path,
+                stmt.line,
+                "CREATE INDEX CONCURRENTLY cannot run inside a transaction block",
+                hint="migrations run in one transaction each; use a plain CREATE INDEX "
+                "(the test database is empty, so it is instant)",
+            )
     return SQLFile(path, data, text, tuple(result.statements))
 
 
@@ -103,7 +116,7 @@ NoticeSink = Callable[[psycopg.errors.Diagnostic], None]
 
 
 def execute_file(
-    conn: psycopg.Connection[object],
+    conn: psycopg.Connection[Any],
     sqlfile: SQLFile,
     error_cls: type[SQLFileError],
     *,

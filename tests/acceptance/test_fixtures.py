@@ -81,7 +81,9 @@ def test_commit_is_an_error_and_raw_commit_is_isolated(project):
     )
     result = project.run("-v", "-p", "no:randomly")
     result.assert_outcomes(passed=3, warnings=1)
-    result.stdout.fnmatch_lines(["*test_raw_commit committed inside clinic_db*replaced by a fresh clone*"])
+    result.stdout.fnmatch_lines(
+        ["*test_raw_commit committed inside clinic_db*replaced by a fresh clone*"]
+    )
 
 
 def test_fixtures_are_documented(project):

@@ -35,5 +35,8 @@ def test_explicit_directory_must_hold_a_server(tmp_path):
 
 def test_explicit_directory_and_version_must_agree():
     b = installed()[0]
-    with pytest.raises(BinariesNotFoundError, match=f"is PostgreSQL {b.version}, but --clinicdb-pg-version asks for 11"):
+    with pytest.raises(
+        BinariesNotFoundError,
+        match=f"is PostgreSQL {b.version}, but --clinicdb-pg-version asks for 11",
+    ):
         find_binaries(b.bindir, "--clinicdb-pg-bin", version=11)

@@ -96,11 +96,17 @@ def test_error_raised_inside_a_do_block_points_at_its_line(empty_db, tmp_path):
 
 
 def test_preflight_names_missing_extensions_before_applying_anything(empty_db, tmp_path):
-    write(tmp_path, "1_ext.sql", "CREATE EXTENSION IF NOT EXISTS citext;\nCREATE EXTENSION no_such_ext;\n")
+    write(
+        tmp_path,
+        "1_ext.sql",
+        "CREATE EXTENSION IF NOT EXISTS citext;\nCREATE EXTENSION no_such_ext;\n",
+    )
     migrations = discover(tmp_path)
     with pytest.raises(ExtensionsMissingError) as info:
         preflight_extensions(
-            empty_db, migrations, binaries_note="PostgreSQL test build",
+            empty_db,
+            migrations,
+            binaries_note="PostgreSQL test build",
             alternatives=lambda missing: [f"a build with {', '.join(missing)}"],
         )
     assert info.value.missing == ["no_such_ext"]

@@ -50,7 +50,9 @@ def test_unknown_backend_names_the_valid_values(tmp_path):
 
 
 def test_version_must_be_a_number(tmp_path):
-    with pytest.raises(ConfigError, match=r"environment CLINICDB_PG_VERSION: 'latest' is not a whole number"):
+    with pytest.raises(
+        ConfigError, match=r"environment CLINICDB_PG_VERSION: 'latest' is not a whole number"
+    ):
         settings(tmp_path, env={"CLINICDB_PG_VERSION": "latest"})
 
 

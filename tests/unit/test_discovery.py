@@ -22,7 +22,10 @@ def test_orders_by_numeric_prefix_not_by_text(tmp_path):
     for name in ("10_ten.sql", "9_nine.sql", "100_hundred.sql", "011_eleven.sql"):
         write(tmp_path, name)
     assert [m.name for m in discover(tmp_path)] == [
-        "9_nine.sql", "10_ten.sql", "011_eleven.sql", "100_hundred.sql",
+        "9_nine.sql",
+        "10_ten.sql",
+        "011_eleven.sql",
+        "100_hundred.sql",
     ]
 
 
@@ -61,7 +64,9 @@ def test_empty_file_is_refused(tmp_path):
 
 def test_non_utf8_file_is_refused_with_line(tmp_path):
     write(tmp_path, "001_a.sql", b"SELECT 1;\nSELECT '\xff';\n")
-    with pytest.raises(SQLSyntaxUnsupportedError, match=r"001_a.sql, line 2: migration is not valid UTF-8"):
+    with pytest.raises(
+        SQLSyntaxUnsupportedError, match=r"001_a.sql, line 2: migration is not valid UTF-8"
+    ):
         discover(tmp_path)
 
 
@@ -84,14 +89,19 @@ def test_statements_that_cannot_run_in_the_files_transaction(tmp_path, sql, line
 
 def test_begin_atomic_is_not_mistaken_for_begin(tmp_path):
     write(
-        tmp_path, "001_a.sql",
+        tmp_path,
+        "001_a.sql",
         "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n",
     )
     assert len(discover(tmp_path)[0].file.statements) == 1
 
 
 def test_required_extensions_are_read_from_create_extension(tmp_path):
-    write(tmp_path, "001_ext.sql", 'CREATE EXTENSION IF NOT EXISTS citext;\ncreate extension "pg_trgm";\n')
+    write(
+        tmp_path,
+        "001_ext.sql",
+        'CREATE EXTENSION IF NOT EXISTS citext;\ncreate extension "pg_trgm";\n',
+    )
     write(tmp_path, "002_more.sql", "CREATE EXTENSION citext;\nSELECT 1;\n")
     assert required_extensions(discover(tmp_path)) == ["citext", "pg_trgm"]
 

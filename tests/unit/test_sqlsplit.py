@@ -26,7 +26,10 @@ def test_semicolons_inside_strings_identifiers_and_comments_do_not_split():
 
 
 def test_doubled_quotes_and_standard_strings():
-    assert texts("SELECT 'it''s; fine'; SELECT 'c:\\';") == ["SELECT 'it''s; fine';", "SELECT 'c:\\';"]
+    assert texts("SELECT 'it''s; fine'; SELECT 'c:\\';") == [
+        "SELECT 'it''s; fine';",
+        "SELECT 'c:\\';",
+    ]
 
 
 def test_dollar_quoted_bodies_keep_their_semicolons():

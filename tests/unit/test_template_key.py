@@ -8,7 +8,9 @@ from pytest_clinicdb.templates import TemplateSpec, add_months
 
 def spec(tmp_path, **kw):
     base = dict(
-        major=15, migrations=discover(tmp_path / "m"), seeds=[tmp_path / "001_seed.sql"],
+        major=15,
+        migrations=discover(tmp_path / "m"),
+        seeds=[tmp_path / "001_seed.sql"],
         partition_start=dt.date(2026, 11, 1),
     )
     base.update(kw)

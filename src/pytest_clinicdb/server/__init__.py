@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -35,7 +36,7 @@ class ServerInfo:
         return self.dsn_for(self.dbname)
 
     def dsn_for(self, dbname: str) -> str:
-        params: dict[str, object] = {
+        params: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "user": self.user,

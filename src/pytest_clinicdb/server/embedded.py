@@ -231,21 +231,29 @@ class EmbeddedCluster:
             os.chown(pwfile, self.account.uid, self.account.gid)
         cmd = [
             str(self.binaries.tool("initdb")),
-            "-D", str(self.paths.data),
-            "-U", SUPERUSER,
+            "-D",
+            str(self.paths.data),
+            "-U",
+            SUPERUSER,
             "--auth-local=trust",
             "--auth-host=scram-sha-256",
             f"--pwfile={pwfile}",
-            "-E", "UTF8",
+            "-E",
+            "UTF8",
             "--locale=C",
             "--no-sync",
         ]
         try:
             with open(self.paths.log, "ab") as log:
                 proc = subprocess.run(
-                    cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/", check=False,
-                    env=_clean_env(), timeout=300,
-                    **run_as_kwargs(self.account),  # type: ignore[arg-type]
+                    cmd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd="/",
+                    check=False,
+                    env=_clean_env(),
+                    timeout=300,
+                    **run_as_kwargs(self.account),
                 )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ServerStartError(
@@ -291,19 +299,28 @@ class EmbeddedCluster:
     def _launch(self, port: int, password: str, owner_pid: int | None) -> ServerInfo:
         cmd = [
             str(self.binaries.tool("postgres")),
-            "-D", str(self.paths.data),
-            "-p", str(port),
-            "-k", str(self.paths.sock),
-            "-c", "listen_addresses=127.0.0.1",
+            "-D",
+            str(self.paths.data),
+            "-p",
+            str(port),
+            "-k",
+            str(self.paths.sock),
+            "-c",
+            "listen_addresses=127.0.0.1",
         ]
         for key, value in self.settings.items():
             cmd += ["-c", f"{key}={value}"]
         mark = self.paths.log.stat().st_size if self.paths.log.exists() else 0
         with open(self.paths.log, "ab") as log:
             proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd="/", start_new_session=True, env=_clean_env(),
-                **run_as_kwargs(self.account),  # type: ignore[arg-type]
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd="/",
+                start_new_session=True,
+                env=_clean_env(),
+                **run_as_kwargs(self.account),
             )
         dsn = psycopg.conninfo.make_conninfo(
             "", host=str(self.paths.sock), port=port, user=SUPERUSER, dbname="postgres"

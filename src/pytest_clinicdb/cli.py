@@ -1,0 +1,122 @@
+"""The ``clinicdb`` command: the plugin's engine outside pytest.
+
+Subcommands so far: ``migrate`` (apply pending migrations with the ledger, or
+``--check`` for pending/edited files) and ``seed`` (load the system seed 001).
+Exit codes: 0 ok, 1 a check failed, 2 usage or connection error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .errors import ClinicDBError
+from .migrations import applied, apply_migrations, discover, edited, pending
+from .seeds import SYSTEM_SEED_PATTERN, find_seed, load_seed
+from .server import mask_dsn
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dsn",
+        default=os.environ.get("CLINICDB_DSN"),
+        help="connection string of the target database (env CLINICDB_DSN)",
+    )
+    common.add_argument(
+        "--migrations",
+        type=Path,
+        default=Path(os.environ.get("CLINICDB_MIGRATIONS", "database/migrations")),
+        help="migrations directory (default database/migrations)",
+    )
+    common.add_argument(
+        "--seeds",
+        type=Path,
+        default=Path(os.environ.get("CLINICDB_SEEDS", "database/seeds")),
+        help="seeds directory (default database/seeds)",
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("-v", "--verbose", action="store_true", help="show each file as it runs")
+    parser = argparse.ArgumentParser(
+        prog="clinicdb", description="Migrations and seeds of the clinic database."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("migrate", parents=[common], help="apply pending migrations")
+    m.add_argument("--check", action="store_true", help="only report pending and edited files")
+    sub.add_parser("seed", parents=[common], help="load the system seed (001)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.dsn:
+        print("clinicdb: no target database: pass --dsn or set CLINICDB_DSN", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        conn = psycopg.connect(args.dsn, autocommit=True)
+    except psycopg.Error as exc:
+        print(f"clinicdb: cannot connect to {mask_dsn(args.dsn)}: {exc}".rstrip(), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with conn:
+            if args.command == "migrate":
+                return _migrate(conn, args)
+            return _seed(conn, args)
+    except ClinicDBError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(exc)}))
+        else:
+            print(f"clinicdb: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+
+
+def _migrate(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
+    migrations = discover(args.migrations)
+    if args.check:
+        ledger = applied(conn)
+        todo = [m.name for m in pending(migrations, ledger)]
+        changed = edited(migrations, ledger)
+        if args.json:
+            print(json.dumps({"ok": not changed, "pending": todo, "edited": changed}))
+        else:
+            print(f"pending: {', '.join(todo) or 'none'}")
+            print(f"edited:  {', '.join(changed) or 'none'}")
+        return EXIT_CHECK_FAILED if changed else EXIT_OK
+
+    def progress(m: object) -> None:
+        if args.verbose and not args.json:
+            print(f"applying {getattr(m, 'name', m)} ...", flush=True)
+
+    report = apply_migrations(conn, migrations, progress=progress)
+    if args.json:
+        print(json.dumps({"ok": True, "applied": report.applied, "skipped": report.skipped}))
+    else:
+        print(f"applied {len(report.applied)} migration(s), {len(report.skipped)} already applied")
+    return EXIT_OK
+
+
+def _seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
+    seed = find_seed(args.seeds, SYSTEM_SEED_PATTERN, "system seed")
+    notices = load_seed(conn, seed)
+    if args.json:
+        print(
+            json.dumps({"ok": True, "seed": seed.name, "notices": [n.to_dict() for n in notices]})
+        )
+    else:
+        for n in notices:
+            print(n)
+        print(f"loaded {seed.name}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
