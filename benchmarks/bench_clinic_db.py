@@ -56,7 +56,8 @@ TESTS = {
     ),
     "clinic_db_fresh": (
         "def test_{i}(clinic_db_fresh):\n"
-        "    clinic_db_fresh.execute(\"INSERT INTO clinic.clinics (name, slug) VALUES ('c', 'c{i}')\")\n"
+        "    clinic_db_fresh.execute(\n"
+        "        \"INSERT INTO clinic.clinics (name, slug) VALUES ('c', 'c{i}')\")\n"
         "    clinic_db_fresh.commit()\n"
     ),
 }
@@ -102,9 +103,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: run_variant(name, args.n, Path(tmp)) for name in TESTS}
     base = results["baseline"]["overhead_ms"]
-    print(
-        f"{'variant':<18}{'start-up s':>12}{'setup+teardown ms':>20}{'minus baseline ms':>20}{'call ms':>10}"
-    )
+    header = ("variant", "start-up s", "setup+teardown ms", "minus baseline ms", "call ms")
+    print(f"{header[0]:<18}{header[1]:>12}{header[2]:>20}{header[3]:>20}{header[4]:>10}")
     for name, r in results.items():
         print(
             f"{name:<18}{r['startup_s']:>12.2f}{r['overhead_ms']:>20.3f}"
