@@ -19,7 +19,14 @@ import psycopg
 
 from .errors import ClinicDBError
 from .migrations import applied, apply_migrations, discover, edited, pending
-from .seeds import SYSTEM_SEED_PATTERN, find_seed, load_seed
+from .seeds import (
+    DEV_SEED_PATTERN,
+    SYSTEM_SEED_PATTERN,
+    TRIGGER_MODES,
+    find_seed,
+    load_dev_seed,
+    load_seed,
+)
 from .server import mask_dsn
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
@@ -52,7 +59,20 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", parents=[common], help="apply pending migrations")
     m.add_argument("--check", action="store_true", help="only report pending and edited files")
-    sub.add_parser("seed", parents=[common], help="load the system seed (001)")
+    s = sub.add_parser(
+        "seed", parents=[common], help="load the system seed (001), or 002 with --dev"
+    )
+    s.add_argument(
+        "--dev",
+        action="store_true",
+        help="DEV/TEST ONLY: load 002 through the dev-seed wrapper instead of 001",
+    )
+    s.add_argument(
+        "--environment",
+        default="test",
+        help="app.environment for the dev seed (only development or test are accepted)",
+    )
+    s.add_argument("--mode", default="audit", choices=TRIGGER_MODES, help="triggers to disable")
     return parser
 
 
@@ -105,6 +125,8 @@ def _migrate(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
 
 
 def _seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
+    if args.dev:
+        return _dev_seed(conn, args)
     seed = find_seed(args.seeds, SYSTEM_SEED_PATTERN, "system seed")
     notices = load_seed(conn, seed)
     if args.json:
@@ -115,6 +137,20 @@ def _seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
         for n in notices:
             print(n)
         print(f"loaded {seed.name}")
+    return EXIT_OK
+
+
+def _dev_seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
+    seed = find_seed(args.seeds, DEV_SEED_PATTERN, "dev seed")
+    if not args.json:
+        print(f"*** DEV/TEST ONLY: loading {seed.name} (app.environment={args.environment}) ***")
+    report = load_dev_seed(conn, seed, environment=args.environment, mode=args.mode)
+    if args.json:
+        print(json.dumps({"ok": True, **report.to_dict()}))
+    else:
+        for n in report.notices:
+            print(n)
+        print(report.summary())
     return EXIT_OK
 
 

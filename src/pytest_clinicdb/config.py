@@ -80,6 +80,26 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="USER",
     ),
     OptionSpec(
+        "dev_seed",
+        "load the DEV/TEST ONLY seed 002 into clinic_db and clinic_dsn for the whole run",
+        "bool",
+        False,
+    ),
+    OptionSpec(
+        "dev_seed_mode",
+        "which triggers the dev-seed wrapper disables while 002 runs",
+        "choice",
+        "audit",
+        ("audit", "user", "all"),
+    ),
+    OptionSpec(
+        "environment",
+        "app.environment the dev seed runs under (only development or test are accepted)",
+        "choice",
+        "test",
+        ("development", "test"),
+    ),
+    OptionSpec(
         "cache_dir",
         "where clusters and relocated binaries live (default: tmpfs when available)",
         "path",
@@ -101,6 +121,9 @@ class Settings:
     cache_dir: Path
     rootdir: Path
     sources: Mapping[str, str] = field(default_factory=dict)
+    dev_seed: bool = False
+    dev_seed_mode: str = "audit"
+    environment: str = "test"
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -197,6 +220,9 @@ def resolve(
         )
     cache = values["cache_dir"]
     return Settings(
+        dev_seed=bool(values["dev_seed"]),
+        dev_seed_mode=str(values["dev_seed_mode"]),
+        environment=str(values["environment"]),
         backend=str(values["backend"]),
         pg_bin=values["pg_bin"],  # type: ignore[arg-type]
         pg_version=values["pg_version"],  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from .binaries import Account, PgBinaries, find_binaries, installed, make_reacha
 from .config import Settings
 from .errors import ClinicDBError
 from .migrations import Migration, discover
-from .seeds import SYSTEM_SEED_PATTERN, Notice, find_seed
+from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, Notice, find_seed, load_dev_seed
 from .server import ServerInfo
 from .server.embedded import EmbeddedCluster, pid_alive, process_start_time
 from .templates import (
@@ -108,13 +109,29 @@ class Engine:
             "system_seed", lambda: find_seed(seeds, SYSTEM_SEED_PATTERN, "system seed")
         )
 
-    def spec(self, major: int) -> TemplateSpec:
+    def dev_seed(self) -> Path:
+        seeds = self.settings.seeds
+        if seeds is None:
+            raise ClinicDBError(
+                "the dev seed was requested but seeds are disabled (--clinicdb-seeds none)",
+                hint="point --clinicdb-seeds at the directory holding 002_*.sql",
+            )
+        return self._once(  # type: ignore[return-value]
+            "dev_seed", lambda: find_seed(seeds, DEV_SEED_PATTERN, "dev seed")
+        )
+
+    def spec(self, major: int, variant: str = "base") -> TemplateSpec:
         seed = self.system_seed()
+        seeds = [seed] if seed else []
+        if variant == "dev":
+            seeds.append(self.dev_seed())
+            variant = f"dev:{self.settings.dev_seed_mode}:{self.settings.environment}"
         return TemplateSpec(
             major=major,
             migrations=self.migrations(),
-            seeds=[seed] if seed else [],
+            seeds=seeds,
             partition_start=current_month(),
+            variant=variant,
         )
 
     # ------------------------------------------------------------ server
@@ -150,34 +167,55 @@ class Engine:
 
     # ------------------------------------------------------------ template
 
-    def template(self) -> TemplateInfo:
+    def template(self, variant: str = "base") -> TemplateInfo:
+        """The template of ``variant``: ``base`` (migrations + 001) or ``dev`` (+ 002)."""
+
         def build() -> TemplateInfo:
             server = self.server()
-            spec = self.spec(server.major)
+            spec = self.spec(server.major, variant)
             seed = self.system_seed()
             binaries = self.binaries()
-            info = ensure_template(
-                server,
+            base_build = standard_build(
+                self.migrations(),
+                seed,
                 spec,
-                build=standard_build(
-                    self.migrations(),
-                    seed,
-                    spec,
-                    binaries_note=binaries.describe(),
-                    alternatives=_alternatives,
-                ),
+                binaries_note=binaries.describe(),
+                alternatives=_alternatives,
             )
+            if variant == "dev":
+                dev_seed = self.dev_seed()
+
+                def dev_build(conn: psycopg.Connection[Any], info: TemplateInfo) -> None:
+                    base_build(conn, info)
+                    report = load_dev_seed(
+                        conn,
+                        dev_seed,
+                        environment=self.settings.environment,
+                        mode=self.settings.dev_seed_mode,
+                    )
+                    info.notices.extend(report.notices)
+                    info.dev_seed = report.summary()
+
+                build_fn: Callable[[psycopg.Connection[Any], TemplateInfo], None] = dev_build
+            else:
+                build_fn = base_build
+            info = ensure_template(server, spec, build=build_fn)
             self._write_report(
-                key=info.key,
-                built=info.built,
-                seconds=info.seconds,
-                timings=info.timings,
-                notices=[n.to_dict() for n in info.notices],
-                partitions=info.partitions,
+                **{
+                    f"template_{variant}": {
+                        "key": info.key,
+                        "built": info.built,
+                        "seconds": info.seconds,
+                        "timings": info.timings,
+                        "notices": [n.to_dict() for n in info.notices],
+                        "partitions": info.partitions,
+                        "dev_seed": info.dev_seed,
+                    }
+                }
             )
             return info
 
-        return self._once("template", build)  # type: ignore[return-value]
+        return self._once(f"template:{variant}", build)  # type: ignore[return-value]
 
     def _write_report(self, **fields: object) -> None:
         """Leave what this process learnt for the controller's terminal summary."""
@@ -196,9 +234,9 @@ class Engine:
 
     # ------------------------------------------------------------ databases
 
-    def new_database(self, kind: str) -> str:
+    def new_database(self, kind: str, variant: str = "base") -> str:
         """Clone the template into a new database of this process; return its name."""
-        template = self.template()
+        template = self.template(variant)
         name = f"{PREFIX}{kind}_{self.run_id}_{self.worker_id}_{next(self._counter)}"
         clone(
             self.admin(),
@@ -265,9 +303,21 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
     return reaped
 
 
+def template_reports(reports: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The per-template entries of the processes' reports, each with its variant and worker."""
+    found = []
+    for rep in reports:
+        for name, value in rep.items():
+            if name.startswith("template_") and isinstance(value, dict):
+                found.append(
+                    {**value, "variant": name[len("template_") :], "worker": rep["worker"]}
+                )
+    return found
+
+
 def notices_from_reports(reports: list[dict[str, object]]) -> list[Notice]:
     seen: dict[tuple[str, str, str], Notice] = {}
-    for rep in reports:
+    for rep in template_reports(reports):
         for n in rep.get("notices", []):  # type: ignore[attr-defined]
             notice = Notice(**n)
             seen.setdefault((notice.severity, notice.message, notice.source), notice)

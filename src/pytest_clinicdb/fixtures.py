@@ -61,16 +61,18 @@ def _clinicdb_template(request: pytest.FixtureRequest, clinic_postgres: ServerIn
 class _WorkerDatabase:
     """This worker's clone of the template and its long-lived connection."""
 
-    def __init__(self, engine: Engine, request: pytest.FixtureRequest) -> None:
+    def __init__(self, engine: Engine, request: pytest.FixtureRequest, variant: str) -> None:
         self.engine = engine
         self.request = request
+        self.variant = variant
         self.name = ""
         self.conn: psycopg.Connection[Any] | None = None
         self.renew()
 
     def renew(self) -> None:
         self.close()
-        self.name = _run(self.request, lambda: self.engine.new_database("w"))
+        kind = "w" if self.variant == "base" else "wd"
+        self.name = _run(self.request, lambda: self.engine.new_database(kind, self.variant))
         self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
 
     def connection(self) -> psycopg.Connection[Any]:
@@ -95,32 +97,49 @@ class _WorkerDatabase:
             self.name = ""
 
 
+_MARKER_OPTIONS = {"dev_seed"}
+
+
+def _wants_dev_seed(request: pytest.FixtureRequest) -> bool:
+    """002 for this test: the run's --clinicdb-dev-seed, or @pytest.mark.clinicdb(dev_seed=True)."""
+    marker = request.node.get_closest_marker("clinicdb")
+    if marker is not None:
+        unknown = set(marker.kwargs) - _MARKER_OPTIONS
+        if unknown or marker.args:
+            pytest.fail(
+                f"@pytest.mark.clinicdb: unknown option(s) {sorted(unknown) or list(marker.args)}; "
+                f"valid: {', '.join(sorted(_MARKER_OPTIONS))}",
+                pytrace=False,
+            )
+        if "dev_seed" in marker.kwargs:
+            return bool(marker.kwargs["dev_seed"])
+    return engine_of(request.config).settings.dev_seed
+
+
 @pytest.fixture(scope="session")
 def _clinicdb_worker(
     request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo
 ) -> Iterator[_WorkerDatabase]:
     """This worker's own clone of the template, shared by its ``clinic_db`` tests."""
-    db = _WorkerDatabase(engine_of(request.config), request)
+    db = _WorkerDatabase(engine_of(request.config), request, "base")
     yield db
     db.close()
 
 
-@pytest.fixture
-def clinic_db(
-    request: pytest.FixtureRequest, _clinicdb_worker: _WorkerDatabase
-) -> Iterator[psycopg.Connection[Any]]:
-    """A psycopg 3 connection to the migrated database with seed 001, rolled back after the test.
+@pytest.fixture(scope="session")
+def _clinicdb_worker_dev(
+    request: pytest.FixtureRequest, clinic_postgres: ServerInfo
+) -> Iterator[_WorkerDatabase]:
+    """This worker's clone of the template with the dev seed 002 loaded (built once)."""
+    db = _WorkerDatabase(engine_of(request.config), request, "dev")
+    yield db
+    db.close()
 
-    The test runs inside ``conn.transaction(force_rollback=True)``:
-    everything it writes disappears afterwards, and the next test sees the
-    template's contents again.  Use ``with clinic_db.transaction():`` (a
-    savepoint) around statements you expect to fail.  ``clinic_db.commit()`` is
-    an error (psycopg refuses it inside the transaction block); a raw
-    ``COMMIT`` sent as SQL is detected after the test, the worker's database is
-    replaced by a fresh clone and a warning names the test.  For code that must
-    commit, use ``clinic_db_fresh`` or ``clinic_dsn``.
-    """
-    conn = _clinicdb_worker.connection()
+
+def _rolled_back(
+    request: pytest.FixtureRequest, worker: _WorkerDatabase
+) -> Iterator[psycopg.Connection[Any]]:
+    conn = worker.connection()
     tx = conn.transaction(force_rollback=True)
     tx.__enter__()
     started = conn.execute("SELECT now()").fetchone()
@@ -148,18 +167,56 @@ def clinic_db(
                 ),
                 stacklevel=1,
             )
-            _clinicdb_worker.renew()
+            worker.renew()
 
 
 @pytest.fixture
-def clinic_dsn(request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo) -> Iterator[str]:
+def clinic_db(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
+    """A psycopg 3 connection to the migrated database with seed 001, rolled back after the test.
+
+    The test runs inside ``conn.transaction(force_rollback=True)``:
+    everything it writes disappears afterwards, and the next test sees the
+    template's contents again.  Use ``with clinic_db.transaction():`` (a
+    savepoint) around statements you expect to fail.  ``clinic_db.commit()`` is
+    an error (psycopg refuses it inside the transaction block); a raw
+    ``COMMIT`` sent as SQL is detected after the test, the worker's database is
+    replaced by a fresh clone and a warning names the test.  For code that must
+    commit, use ``clinic_db_fresh`` or ``clinic_dsn``.
+
+    With ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the
+    database also holds the DEV/TEST ONLY sample data of seed 002.
+    """
+    name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
+    yield from _rolled_back(request, request.getfixturevalue(name))
+
+
+@pytest.fixture
+def clinic_db_dev(
+    request: pytest.FixtureRequest, _clinicdb_worker_dev: _WorkerDatabase
+) -> Iterator[psycopg.Connection[Any]]:
+    """Like ``clinic_db``, on a database that also holds the DEV/TEST ONLY sample data (seed 002).
+
+    002 is loaded once per run, into its own template, by the dev-seed wrapper:
+    one transaction with ``app.environment`` set to ``test``, the audit triggers
+    of the seeded tables disabled (foreign keys stay enforced) and re-enabled,
+    checked afterwards.  ``clinic_db`` in the same run never sees these rows.
+    """
+    yield from _rolled_back(request, _clinicdb_worker_dev)
+
+
+@pytest.fixture
+def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> Iterator[str]:
     """A connection string to a fresh clone of the template, for this test only.
 
     For code that opens its own connections and commits: nothing it does is
-    seen by other tests.  The database is dropped after the test.
+    seen by other tests.  The database is dropped after the test.  With
+    ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the clone
+    also holds the DEV/TEST ONLY sample data of seed 002.
     """
     engine = engine_of(request.config)
-    name = _run(request, lambda: engine.new_database("f"))
+    variant = "dev" if _wants_dev_seed(request) else "base"
+    kind = "f" if variant == "base" else "fd"
+    name = _run(request, lambda: engine.new_database(kind, variant))
     try:
         yield engine.server().dsn_for(name)
     finally:

@@ -12,7 +12,7 @@ import pytest
 from . import fixtures as _fixtures
 from ._state import ENGINE_KEY, engine_of
 from .config import OPTIONS, resolve
-from .engine import Engine, notices_from_reports
+from .engine import Engine, notices_from_reports, template_reports
 from .errors import ClinicDBError
 
 
@@ -113,19 +113,22 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     servers = sorted({str(r.get("server")) for r in reports if r.get("server")})
     for server in servers:
         terminalreporter.write_line(f"clinicdb: server {server}")
-    templates = [r for r in reports if r.get("key")]
-    if templates:
-        builders = [r for r in templates if r.get("built")]
-        keys = sorted({str(r["key"]) for r in templates})
+    entries = template_reports(reports)
+    for variant in sorted({str(e["variant"]) for e in entries}):
+        of_variant = [e for e in entries if e["variant"] == variant]
+        builders = [e for e in of_variant if e.get("built")]
         if builders:
             b = builders[0]
             status = f"built in {float(str(b['seconds'])):.2f} s by {b['worker']}"
         else:
             status = "reused"
-        parts = str(templates[0].get("partitions") or "")
+        e = of_variant[0]
         terminalreporter.write_line(
-            f"clinicdb: template {', '.join(keys)} {status}; audit partitions: {parts}"
+            f"clinicdb: template {e['key']} ({variant}) {status}; "
+            f"audit partitions: {e.get('partitions') or ''}"
         )
+        if e.get("dev_seed"):
+            terminalreporter.write_line(f"clinicdb: {e['dev_seed']}")
     notices = notices_from_reports(reports)
     if notices:
         terminalreporter.write_line(f"clinicdb: {len(notices)} server message(s) while building:")

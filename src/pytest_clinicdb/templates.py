@@ -94,6 +94,7 @@ class TemplateInfo:
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
     partitions: str = ""
+    dev_seed: str = ""
 
     @property
     def status(self) -> str:
@@ -148,6 +149,7 @@ def ensure_template(
                     notices=notices,
                     timings=dict(data.get("timings", {})),  # type: ignore[call-overload]
                     partitions=str(data.get("partitions", "")),
+                    dev_seed=str(data.get("dev_seed", "")),
                 )
             if row:  # exists but never completed (a crash between rename and marking)
                 drop_database(admin, name)
@@ -199,6 +201,7 @@ def _build(
                         timings={k: round(v, 4) for k, v in info.timings.items()},
                         notices=[n.to_dict() for n in info.notices],
                         partitions=info.partitions,
+                        dev_seed=info.dev_seed,
                     )
                 ),
             )
