@@ -272,7 +272,7 @@ def load_dev_seed(
     if external and not allow_external:
         raise DevSeedRefusedError(
             f"refusing to load the DEV/TEST ONLY seed {path.name} into an external server",
-            hint="allow it explicitly (--clinicdb-allow-external-dev-seed) if that server is "
+            hint="pass allow_external=True only if that server is "
             "a disposable development or test server",
         )
     if mode not in TRIGGER_MODES:
