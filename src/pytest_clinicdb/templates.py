@@ -96,10 +96,6 @@ class TemplateInfo:
     partitions: str = ""
     dev_seed: str = ""
 
-    @property
-    def status(self) -> str:
-        return f"built in {self.seconds:.2f} s" if self.built else "reused"
-
 
 def marker(kind: str, **extra: object) -> str:
     return f"{MARKER} " + json.dumps({"kind": kind, **extra}, sort_keys=True)
