@@ -7,6 +7,8 @@ import pytest
 from .engine import Engine
 
 ENGINE_KEY = pytest.StashKey[Engine]()
+#: Each test's reports by phase (setup, call, teardown).
+PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def engine_of(config: pytest.Config) -> Engine:

@@ -41,6 +41,10 @@ class OptionSpec:
         return "CLINICDB_" + self.name.upper()
 
     @property
+    def negative_cli(self) -> str:
+        return "--clinicdb-no-" + self.name.replace("_", "-")
+
+    @property
     def ini(self) -> str:
         return "clinicdb_" + self.name
 
@@ -105,6 +109,38 @@ OPTIONS: tuple[OptionSpec, ...] = (
         "path",
         metavar="DIR",
     ),
+    OptionSpec(
+        "reuse",
+        "keep the server's data directory and templates between runs (a template is reused "
+        "only while every migration and seed byte is unchanged)",
+        "bool",
+        True,
+    ),
+    OptionSpec(
+        "rebuild",
+        "build the templates again even if unchanged ones exist",
+        "bool",
+        False,
+    ),
+    OptionSpec(
+        "keep_templates",
+        "how many templates a kept server holds at most (the least recently used go first)",
+        "int",
+        5,
+        metavar="N",
+    ),
+    OptionSpec(
+        "keep_failed",
+        "keep the database of a failed clinic_db_fresh/clinic_dsn test and print its DSN",
+        "bool",
+        False,
+    ),
+    OptionSpec(
+        "timings",
+        "print where the set-up time went: server start, each migration, seeds, clones",
+        "bool",
+        False,
+    ),
 )
 
 
@@ -124,6 +160,11 @@ class Settings:
     dev_seed: bool = False
     dev_seed_mode: str = "audit"
     environment: str = "test"
+    reuse: bool = True
+    rebuild: bool = False
+    keep_templates: int = 5
+    keep_failed: bool = False
+    timings: bool = False
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -218,8 +259,18 @@ def resolve(
             f"{sources['pg_version']}: {values['pg_version']} is not a PostgreSQL major version",
             hint="e.g. 14, 15, 16, 17 or 18",
         )
+    if int(str(values["keep_templates"])) < 1:
+        raise ConfigError(
+            f"{sources.get('keep_templates', 'keep_templates')}: must be at least 1",
+            hint="the template of the current run is always kept",
+        )
     cache = values["cache_dir"]
     return Settings(
+        reuse=bool(values["reuse"]),
+        rebuild=bool(values["rebuild"]),
+        keep_templates=int(str(values["keep_templates"])),
+        keep_failed=bool(values["keep_failed"]),
+        timings=bool(values["timings"]),
         dev_seed=bool(values["dev_seed"]),
         dev_seed_mode=str(values["dev_seed_mode"]),
         environment=str(values["environment"]),

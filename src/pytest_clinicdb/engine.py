@@ -1,46 +1,65 @@
 """The engine: server, template and test databases for one process (no pytest import).
 
 One :class:`Engine` lives in every pytest process (the controller and each
-xdist worker).  All processes of a run share the run id, hence one cluster and
-one template; each worker clones the template into its own database.  The
-owning process (the controller, or the single process without xdist) stops
-and deletes the cluster at the end, and reaps clusters of runs that died.
+xdist worker).  All processes of a run share the run id, hence one server and
+one template per content key; each worker clones the template into its own
+database.
+
+Where the server lives:
+
+- ``reuse`` on (the default): ``<cache>/cluster-pg<N>-<hash>``, one cluster per
+  PostgreSQL build and server account, kept between runs with its templates.
+  Runs register in it while they use it; the last one to finish stops the
+  server (the data stays), so nothing keeps running after pytest exits.
+- ``reuse`` off: ``<cache>/run-<id>``, created for the run and deleted at its end.
+
+``<cache>/run-<id>`` always holds the run's owner file and the per-process
+reports the controller's terminal summary reads.  The owning process (the
+controller, or the single process without xdist) cleans up at the end, and the
+next run reaps what a killed run left (directories, servers, databases).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from filelock import FileLock, Timeout
 
 from .binaries import Account, PgBinaries, find_binaries, installed, make_reachable, server_account
 from .config import Settings
 from .errors import ClinicDBError
 from .migrations import Migration, discover
-from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, Notice, find_seed, load_dev_seed
+from .runs import RunRef, pid_alive, process_start_time
+from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, find_seed, load_dev_seed
 from .server import ServerInfo
-from .server.embedded import EmbeddedCluster, pid_alive, process_start_time
+from .server.embedded import EmbeddedCluster
 from .templates import (
     PREFIX,
     TemplateInfo,
     TemplateSpec,
     clone,
+    collect_garbage,
     current_month,
     drop_database,
     ensure_template,
+    set_marker,
     standard_build,
 )
 
 RUN_DIR_PREFIX = "run-"
+CLUSTER_DIR_PREFIX = "cluster-"
 
 
 @dataclass
@@ -63,6 +82,14 @@ class Engine:
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _admin: psycopg.Connection[Any] | None = None
     _cluster: EmbeddedCluster | None = None
+    _clones: list[float] = field(default_factory=list)
+    _drops: list[float] = field(default_factory=list)
+    _shut_down: bool = False
+
+    @property
+    def run(self) -> RunRef:
+        """This run (its owning process), as recorded in the databases it creates."""
+        return self._once("run", lambda: RunRef.of(self.run_id, self.owner_pid))  # type: ignore[return-value]
 
     # ------------------------------------------------------------ memoising
 
@@ -140,24 +167,84 @@ class Engine:
     def run_dir(self) -> Path:
         return self.settings.cache_dir / f"{RUN_DIR_PREFIX}{self.run_id}"
 
+    def cluster_root(self) -> Path:
+        """The cluster directory: per run, or (reuse) per PostgreSQL build and account."""
+        if not self.settings.reuse:
+            return self.run_dir
+        binaries = self.binaries()
+        account = self.account()
+        ident = f"{os.path.realpath(binaries.bindir)}\0{binaries.version}\0"
+        ident += account.name if account else str(os.geteuid())
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+        return self.settings.cache_dir / f"{CLUSTER_DIR_PREFIX}pg{binaries.major}-{digest}"
+
     def cluster(self) -> EmbeddedCluster:
         if self._cluster is None:
             binaries = make_reachable(self.binaries(), self.account(), self.settings.cache_dir)
-            self._cluster = EmbeddedCluster(self.run_dir, binaries, self.account())
+            self._cluster = EmbeddedCluster(self.cluster_root(), binaries, self.account())
         return self._cluster
 
     def server(self) -> ServerInfo:
         def start() -> ServerInfo:
             self.migrations()  # a missing directory fails before a server starts
             self.system_seed()
-            self.settings.cache_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.settings.cache_dir, 0o755)
-            reap_dead_runs(self.settings.cache_dir, keep=self.run_id)
-            info = self.cluster().ensure_running(owner_pid=self.owner_pid)
-            self._write_report(server=info.binaries)
+            cache = self.settings.cache_dir
+            cache.mkdir(parents=True, exist_ok=True)
+            os.chmod(cache, 0o755)
+            self._write_owner()
+            reap_dead_runs(cache, keep=self.run_id)
+            cluster = self.cluster()
+            stop_idle_clusters(cache, skip=cluster.paths.root)
+            info = cluster.ensure_running(user=self.run)
+            self._write_report(
+                server=info.binaries,
+                cluster=str(cluster.paths.root),
+                server_start={"how": cluster.how, **cluster.timings},
+            )
+            self._collect_garbage_once(info)
             return info
 
         return self._once("server", start)  # type: ignore[return-value]
+
+    def _write_owner(self) -> None:
+        """``run-<id>/owner.json``: lets the next run reap this one's leftovers if it dies."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o755)
+        owner = self.run_dir / "owner.json"
+        if not owner.exists():
+            tmp = owner.with_name(f"owner.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"pid": self.run.pid, "start": self.run.start}))
+            tmp.replace(owner)
+
+    def _collect_garbage_once(self, server: ServerInfo) -> None:
+        """Session start: drop what dead runs and old builds left (once per run)."""
+        try:
+            fd = os.open(self.run_dir / "gc.done", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.close(fd)
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
+            dropped = collect_garbage(admin, self.run, keep_templates=self.settings.keep_templates)
+        if dropped:
+            self._write_report(collected=[f"{name}: {why}" for name, why in dropped])
+            for name, _why in dropped:
+                (self._index / name).unlink(missing_ok=True)
+
+    @property
+    def _index(self) -> Path:
+        """``<cluster>/templates/``: one empty file per template the server holds."""
+        return self.cluster_root() / "templates"
+
+    def template_hint(self, variant: str = "base") -> str:
+        """For the report header, before any server starts: the key and what will happen."""
+        spec = self.spec(self.binaries().major, variant)
+        if self.settings.rebuild:
+            status = "will be rebuilt (--clinicdb-rebuild)"
+        elif self.settings.reuse and (self._index / spec.name).exists():
+            status = "kept from an earlier run, reused unless removed since"
+        else:
+            status = "not built yet"
+        return f"template {spec.key} ({variant}): {status}"
 
     def admin(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the maintenance database (one per process)."""
@@ -187,6 +274,7 @@ class Engine:
 
                 def dev_build(conn: psycopg.Connection[Any], info: TemplateInfo) -> None:
                     base_build(conn, info)
+                    t0 = time.perf_counter()
                     report = load_dev_seed(
                         conn,
                         dev_seed,
@@ -195,16 +283,24 @@ class Engine:
                     )
                     info.notices.extend(report.notices)
                     info.dev_seed = report.summary()
+                    info.timings[f"dev seed {dev_seed.name}"] = time.perf_counter() - t0
 
                 build_fn: Callable[[psycopg.Connection[Any], TemplateInfo], None] = dev_build
             else:
                 build_fn = base_build
-            info = ensure_template(server, spec, build=build_fn)
+            info = ensure_template(
+                server, spec, build=build_fn, run=self.run, rebuild=self.settings.rebuild
+            )
+            with contextlib.suppress(OSError):
+                self._index.mkdir(exist_ok=True)
+                (self._index / info.name).touch()
             self._write_report(
                 **{
                     f"template_{variant}": {
                         "key": info.key,
                         "built": info.built,
+                        "rebuilt": info.rebuilt,
+                        "built_at": info.built_at,
                         "seconds": info.seconds,
                         "timings": info.timings,
                         "notices": [n.to_dict() for n in info.notices],
@@ -217,15 +313,26 @@ class Engine:
 
         return self._once(f"template:{variant}", build)  # type: ignore[return-value]
 
+    def _report(self) -> dict[str, object]:
+        path = self.run_dir / f"report-{self.worker_id}.json"
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                return data
+        return {"worker": self.worker_id}
+
     def _write_report(self, **fields: object) -> None:
         """Leave what this process learnt for the controller's terminal summary."""
         path = self.run_dir / f"report-{self.worker_id}.json"
         with contextlib.suppress(OSError, ValueError):
-            data = json.loads(path.read_text()) if path.exists() else {"worker": self.worker_id}
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            data = self._report()
             data.update(fields)
-            path.write_text(json.dumps(data))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(path)
 
-    def reports(self) -> list[dict[str, object]]:
+    def reports(self) -> list[dict[str, Any]]:
         found = []
         for path in sorted(self.run_dir.glob("report-*.json")):
             with contextlib.suppress(OSError, ValueError):
@@ -236,21 +343,47 @@ class Engine:
 
     def new_database(self, kind: str, variant: str = "base") -> str:
         """Clone the template into a new database of this process; return its name."""
-        template = self.template(variant)
         name = f"{PREFIX}{kind}_{self.run_id}_{self.worker_id}_{next(self._counter)}"
-        clone(
-            self.admin(),
-            template.name,
-            name,
-            self.server().major,
-            run=self.run_id,
-            worker=self.worker_id,
-            pid=os.getpid(),
-        )
+        for attempt in (1, 2):
+            template = self.template(variant)
+            t0 = time.perf_counter()
+            try:
+                clone(
+                    self.admin(),
+                    template.name,
+                    name,
+                    self.server().major,
+                    owner=self.run.to_dict(),
+                    worker=self.worker_id,
+                )
+            except psycopg.errors.InvalidCatalogName:
+                # The template went away under us (another run's --clinicdb-rebuild or
+                # its garbage collection): ensure it again, once.
+                if attempt == 2:
+                    raise
+                self._memo.pop(f"template:{variant}", None)
+                continue
+            self._clones.append(time.perf_counter() - t0)
+            break
         return name
 
     def drop(self, name: str) -> None:
+        t0 = time.perf_counter()
         drop_database(self.admin(), name)
+        self._drops.append(time.perf_counter() - t0)
+
+    def keep(self, name: str, nodeid: str) -> str:
+        """Keep a failed test's database (``--clinicdb-keep-failed``); return its DSN."""
+        set_marker(self.admin(), name, "kept", owner=self.run.to_dict(), test=nodeid)
+        dsn = self.server().dsn_for(name)
+        kept = [*self._report().get("kept", []), {"test": nodeid, "dsn": dsn}]  # type: ignore[misc]
+        self._write_report(kept=kept)
+        return dsn
+
+    def write_stats(self) -> None:
+        """Leave this process's clone and drop times for ``--clinicdb-timings``."""
+        if self._clones or self._drops:
+            self._write_report(clones=self._clones, drops=self._drops)
 
     def close(self) -> None:
         if self._admin is not None:
@@ -259,8 +392,22 @@ class Engine:
             self._admin = None
 
     def shutdown(self) -> None:
-        """Owner only: stop the run's server and delete its directory."""
+        """Owner only: release (reuse) or delete (no reuse) the server; delete the run directory.
+
+        When ``--clinicdb-keep-failed`` kept databases, the server keeps running so
+        their DSNs work; the next run drops them and stops it.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.close()
+        reports = self.reports()
+        kept = any(r.get("kept") for r in reports)
+        roots = {Path(str(r["cluster"])) for r in reports if r.get("cluster")}
+        for root in roots - {self.run_dir}:
+            EmbeddedCluster(root, _NO_BINARIES, None).release(self.run_id, stop=not kept)
+        if kept and self.run_dir in roots:
+            return  # the run's own cluster stays up for the kept databases
         if self.run_dir.exists():
             EmbeddedCluster(self.run_dir, _NO_BINARIES, None).destroy()
 
@@ -303,25 +450,36 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
     return reaped
 
 
-def template_reports(reports: list[dict[str, object]]) -> list[dict[str, object]]:
-    """The per-template entries of the processes' reports, each with its variant and worker."""
-    found = []
-    for rep in reports:
-        for name, value in rep.items():
-            if name.startswith("template_") and isinstance(value, dict):
-                found.append(
-                    {**value, "variant": name[len("template_") :], "worker": rep["worker"]}
-                )
-    return found
+def stop_idle_clusters(cache_dir: Path, *, skip: Path) -> list[Path]:
+    """Stop kept servers that no live run uses (a killed run's, or one left for kept databases).
+
+    Clusters whose PostgreSQL build is gone (an upgraded package) are deleted.
+    A cluster whose lock is held is busy and left alone.
+    """
+    stopped: list[Path] = []
+    for root in sorted(cache_dir.glob(f"{CLUSTER_DIR_PREFIX}*")):
+        if root == skip or not root.is_dir():
+            continue
+        cluster = EmbeddedCluster(root, _NO_BINARIES, None)
+        try:
+            with FileLock(str(cluster.paths.lock), timeout=0):
+                if cluster.live_users():
+                    continue
+                if cluster.running() and cluster.stop():
+                    stopped.append(root)
+                if not _bindir_exists(cluster):
+                    shutil.rmtree(root, ignore_errors=True)
+        except Timeout:
+            continue
+    return stopped
 
 
-def notices_from_reports(reports: list[dict[str, object]]) -> list[Notice]:
-    seen: dict[tuple[str, str, str], Notice] = {}
-    for rep in template_reports(reports):
-        for n in rep.get("notices", []):  # type: ignore[attr-defined]
-            notice = Notice(**n)
-            seen.setdefault((notice.severity, notice.message, notice.source), notice)
-    return list(seen.values())
+def _bindir_exists(cluster: EmbeddedCluster) -> bool:
+    try:
+        bindir = Path(json.loads(cluster.paths.state.read_text())["bindir"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return True  # unknown: keep it
+    return (bindir / "postgres").exists()
 
 
 __all__ = ["ClinicDBError", "Engine", "reap_dead_runs"]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 
-from ._state import engine_of
+from ._state import PHASE_REPORTS_KEY, engine_of
 from .engine import Engine
 from .errors import ClinicDBError
 from .server import ServerInfo
@@ -211,7 +211,9 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
     For code that opens its own connections and commits: nothing it does is
     seen by other tests.  The database is dropped after the test.  With
     ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the clone
-    also holds the DEV/TEST ONLY sample data of seed 002.
+    also holds the DEV/TEST ONLY sample data of seed 002.  With
+    ``--clinicdb-keep-failed`` the database of a failed test is kept and its DSN
+    printed at the end of the run.
     """
     engine = engine_of(request.config)
     variant = "dev" if _wants_dev_seed(request) else "base"
@@ -221,11 +223,19 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
         yield engine.server().dsn_for(name)
     finally:
         try:
-            engine.drop(name)
+            if engine.settings.keep_failed and _failed(request.node):
+                engine.keep(name, request.node.nodeid)
+            else:
+                engine.drop(name)
         except psycopg.Error as exc:
             warnings.warn(
                 pytest.PytestWarning(f"pytest-clinicdb: could not drop {name}: {exc}"), stacklevel=1
             )
+
+
+def _failed(item: pytest.Item) -> bool:
+    reports = item.stash.get(PHASE_REPORTS_KEY, {})
+    return any(rep.failed for rep in reports.values())
 
 
 @pytest.fixture

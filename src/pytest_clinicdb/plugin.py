@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import secrets
@@ -10,23 +11,44 @@ from typing import Any
 import pytest
 
 from . import fixtures as _fixtures
-from ._state import ENGINE_KEY, engine_of
+from ._state import ENGINE_KEY, PHASE_REPORTS_KEY, engine_of
 from .config import OPTIONS, resolve
-from .engine import Engine, notices_from_reports, template_reports
+from .engine import Engine
 from .errors import ClinicDBError
+from .report import summary_lines, timing_lines
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("clinicdb", "pytest-clinicdb (PostgreSQL test databases)")
     for spec in OPTIONS:
         extra = f" One of: {', '.join(spec.choices)}." if spec.choices else ""
-        group.addoption(
-            spec.cli,
-            dest="clinicdb_" + spec.name,
-            default=None,
-            metavar=spec.metavar or spec.name.upper(),
-            help=f"{spec.help}.{extra} Env {spec.env}, ini {spec.ini}.",
-        )
+        where = f"Env {spec.env}, ini {spec.ini}"
+        if spec.kind == "bool":
+            # A flag and its negation: --clinicdb-reuse / --clinicdb-no-reuse.
+            default = "on" if spec.default else "off"
+            group.addoption(
+                spec.cli,
+                dest="clinicdb_" + spec.name,
+                action="store_const",
+                const=True,
+                default=None,
+                help=f"{spec.help} (default {default}; {where}; {spec.negative_cli} turns it off).",
+            )
+            group.addoption(
+                spec.negative_cli,
+                dest="clinicdb_" + spec.name,
+                action="store_const",
+                const=False,
+                help=argparse.SUPPRESS,
+            )
+        else:
+            group.addoption(
+                spec.cli,
+                dest="clinicdb_" + spec.name,
+                default=None,
+                metavar=spec.metavar or spec.name.upper(),
+                help=f"{spec.help}.{extra} {where}.",
+            )
         parser.addini(spec.ini, f"{spec.help} (see {spec.cli}).", default=None)
 
 
@@ -96,11 +118,33 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ClinicDBError as exc:
         seeds = f"seeds unusable ({exc.message})"
     lines.append(f"clinicdb: {migrations}, {seeds}; cache {s.cache_dir}")
+    reuse = "reuse on" if s.reuse else "reuse off (--clinicdb-no-reuse)"
+    try:
+        variants = ["dev"] if s.dev_seed else ["base"]
+        hints = "; ".join(engine.template_hint(v) for v in variants)
+    except (ClinicDBError, OSError) as exc:
+        hints = f"template unknown ({exc})"
+    lines.append(f"clinicdb: {hints}; {reuse}")
     lines.append(
         "clinicdb: test set-up covers audit partitions for the current month and the next three "
         "(test-only; production relies on scheduled maintenance)"
     )
     return lines
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """Remember each phase's outcome on the item (``--clinicdb-keep-failed`` reads it)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    engine = session.config.stash.get(ENGINE_KEY, None)
+    if engine is not None:
+        engine.write_stats()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -110,30 +154,21 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     reports = engine.reports()
     if not reports:
         return
-    servers = sorted({str(r.get("server")) for r in reports if r.get("server")})
-    for server in servers:
-        terminalreporter.write_line(f"clinicdb: server {server}")
-    entries = template_reports(reports)
-    for variant in sorted({str(e["variant"]) for e in entries}):
-        of_variant = [e for e in entries if e["variant"] == variant]
-        builders = [e for e in of_variant if e.get("built")]
-        if builders:
-            b = builders[0]
-            status = f"built in {float(str(b['seconds'])):.2f} s by {b['worker']}"
-        else:
-            status = "reused"
-        e = of_variant[0]
-        terminalreporter.write_line(
-            f"clinicdb: template {e['key']} ({variant}) {status}; "
-            f"audit partitions: {e.get('partitions') or ''}"
+    write = terminalreporter.write_line
+    for line in summary_lines(reports, reuse=engine.settings.reuse):
+        write(line)
+    if engine.settings.timings:
+        for line in timing_lines(reports):
+            write(line)
+    kept = [k for r in reports for k in r.get("kept", [])]
+    if kept:
+        write(
+            f"clinicdb: kept {len(kept)} database(s) of failed tests; the server stays up for "
+            "them until the next run, which drops them (or run: clinicdb down):"
         )
-        if e.get("dev_seed"):
-            terminalreporter.write_line(f"clinicdb: {e['dev_seed']}")
-    notices = notices_from_reports(reports)
-    if notices:
-        terminalreporter.write_line(f"clinicdb: {len(notices)} server message(s) while building:")
-        for n in notices:
-            terminalreporter.write_line(f"  {n}")
+        for k in kept:
+            write(f"  {k['test']}")
+            write(f'    psql "{k["dsn"]}"')
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

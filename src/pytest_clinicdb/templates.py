@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from .migrations import Migration, apply_migrations, preflight_extensions
+from .runs import RunRef
 from .seeds import Notice, capture_notices, load_seed
 from .server import ServerInfo
 
@@ -95,10 +96,23 @@ class TemplateInfo:
     notices: list[Notice] = field(default_factory=list)
     partitions: str = ""
     dev_seed: str = ""
+    built_at: str = ""
+    rebuilt: bool = False  # --clinicdb-rebuild replaced an earlier run's template
 
 
 def marker(kind: str, **extra: object) -> str:
     return f"{MARKER} " + json.dumps({"kind": kind, **extra}, sort_keys=True)
+
+
+def parse_marker(comment: object) -> dict[str, object] | None:
+    """The JSON marker of a database comment, or None if the plugin did not write it."""
+    if not comment or not str(comment).startswith(MARKER + " "):
+        return None
+    try:
+        data = json.loads(str(comment)[len(MARKER) + 1 :])
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def read_marker(conn: psycopg.Connection[Any], dbname: str) -> dict[str, object] | None:
@@ -106,13 +120,19 @@ def read_marker(conn: psycopg.Connection[Any], dbname: str) -> dict[str, object]
         "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
         (dbname,),
     ).fetchone()
-    if not row or not row[0] or not str(row[0]).startswith(MARKER + " "):
-        return None
-    try:
-        data = json.loads(str(row[0])[len(MARKER) + 1 :])
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+    return parse_marker(row[0]) if row else None
+
+
+def set_marker(conn: psycopg.Connection[Any], dbname: str, kind: str, **extra: object) -> None:
+    conn.execute(
+        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(dbname), sql.Literal(marker(kind, **extra))
+        )
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _lock_id(name: str) -> int:
@@ -124,9 +144,17 @@ def ensure_template(
     spec: TemplateSpec,
     *,
     build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
+    run: RunRef | None = None,
+    rebuild: bool = False,
     timeout: float = 600.0,
 ) -> TemplateInfo:
-    """Return the template for ``spec``, building it with ``build(conn, info)`` if needed."""
+    """Return the template for ``spec``, building it with ``build(conn, info)`` if needed.
+
+    ``run`` is recorded in the template's marker as a user (garbage collection
+    never drops a template a live run uses).  ``rebuild`` drops a template that
+    an earlier run built and builds it again — once per run, however many
+    processes ask.
+    """
     name = spec.name
     with psycopg.connect(server.dsn, autocommit=True) as admin:
         admin.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}",))
@@ -135,8 +163,15 @@ def ensure_template(
             row = admin.execute(
                 "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
-            if row and row[0]:
-                data = read_marker(admin, name) or {}
+            data = read_marker(admin, name) if row else None
+            built_by = RunRef.from_dict((data or {}).get("built_by"))
+            this_run = run is not None and built_by is not None and built_by.id == run.id
+            if row and row[0] and data is not None and (this_run or not rebuild):
+                users = _users_with(data, run)
+                fields = {k: v for k, v in data.items() if k != "kind"}
+                set_marker(
+                    admin, name, "template", **{**fields, "users": users, "last_used": _now()}
+                )
                 notices = [Notice(**n) for n in data.get("notices", [])]  # type: ignore[attr-defined]
                 return TemplateInfo(
                     name,
@@ -146,12 +181,29 @@ def ensure_template(
                     timings=dict(data.get("timings", {})),  # type: ignore[call-overload]
                     partitions=str(data.get("partitions", "")),
                     dev_seed=str(data.get("dev_seed", "")),
+                    built_at=str(data.get("built_at", "")),
+                    seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
+                    rebuilt=this_run,
                 )
-            if row:  # exists but never completed (a crash between rename and marking)
+            if row:  # never completed (a crash between rename and marking), or a rebuild
                 drop_database(admin, name)
-            return _build(admin, server, spec, build)
+            info = _build(admin, server, spec, build, run)
+            info.rebuilt = bool(row)
+            return info
         finally:
             admin.execute("SELECT pg_advisory_unlock(%s)", (_lock_id("template:" + name),))
+
+
+def _users_with(data: dict[str, object], run: RunRef | None) -> list[dict[str, object]]:
+    """The template's live users plus ``run`` (dead runs are pruned as we go)."""
+    users = []
+    for entry in data.get("users", []) or []:  # type: ignore[attr-defined]
+        ref = RunRef.from_dict(entry)
+        if ref is not None and ref.alive() and (run is None or ref.id != run.id):
+            users.append(ref.to_dict())
+    if run is not None:
+        users.append(run.to_dict())
+    return users
 
 
 def _build(
@@ -159,6 +211,7 @@ def _build(
     server: ServerInfo,
     spec: TemplateSpec,
     build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
+    run: RunRef | None,
 ) -> TemplateInfo:
     name = spec.name
     building = f"{PREFIX}build_{spec.key}"
@@ -167,11 +220,7 @@ def _build(
     drop_database(admin, building)  # leftover of a build that was killed
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
     try:
-        admin.execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                sql.Identifier(building), sql.Literal(marker("building", key=spec.key))
-            )
-        )
+        set_marker(admin, building, "building", key=spec.key)
         with psycopg.connect(server.dsn_for(building), autocommit=True) as conn:
             build(conn, info)
         info.seconds = time.perf_counter() - started
@@ -185,22 +234,24 @@ def _build(
                 sql.Identifier(name)
             )
         )
-        admin.execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-                sql.Identifier(name),
-                sql.Literal(
-                    marker(
-                        "template",
-                        key=spec.key,
-                        variant=spec.variant,
-                        built_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                        timings={k: round(v, 4) for k, v in info.timings.items()},
-                        notices=[n.to_dict() for n in info.notices],
-                        partitions=info.partitions,
-                        dev_seed=info.dev_seed,
-                    )
-                ),
-            )
+        info.built_at = _now()
+        set_marker(
+            admin,
+            name,
+            "template",
+            key=spec.key,
+            variant=spec.variant,
+            builder=BUILDER_VERSION,
+            partition_start=spec.partition_start.isoformat(),
+            built_at=info.built_at,
+            built_by=run.to_dict() if run else None,
+            users=[run.to_dict()] if run else [],
+            last_used=info.built_at,
+            seconds=round(info.seconds, 4),
+            timings={k: round(v, 4) for k, v in info.timings.items()},
+            notices=[n.to_dict() for n in info.notices],
+            partitions=info.partitions,
+            dev_seed=info.dev_seed,
         )
     except BaseException:
         drop_database(admin, building)
@@ -275,11 +326,7 @@ def clone(
             sql.Identifier(name), sql.Identifier(template), strategy
         )
     )
-    admin.execute(
-        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(name), sql.Literal(marker("clone", template=template, **mark))
-        )
-    )
+    set_marker(admin, name, "clone", template=template, **mark)
 
 
 def drop_database(
@@ -317,3 +364,85 @@ def drop_database(
         )
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     return True
+
+
+#: Templates kept per server by default (the newest used); older ones are dropped.
+KEEP_TEMPLATES = 5
+
+
+def collect_garbage(
+    admin: psycopg.Connection[Any],
+    run: RunRef,
+    *,
+    keep_templates: int = KEEP_TEMPLATES,
+    month: dt.date | None = None,
+) -> list[tuple[str, str]]:
+    """Drop what dead runs and old builds left on the server; return ``(name, reason)`` pairs.
+
+    Only databases whose name starts with ``clinicdb_`` *and* whose comment
+    holds the plugin's marker are considered; anything else is never touched.
+
+    - clones (and databases kept by ``--clinicdb-keep-failed``) of runs that are
+      no longer alive;
+    - unfinished builds nobody is building (the build lock is free);
+    - templates built by another builder version or for a past month's audit
+      partition window, unless a live run uses them;
+    - beyond the newest ``keep_templates`` templates (by last use), those no
+      live run uses.
+    """
+    month = month or current_month()
+    dropped: list[tuple[str, str]] = []
+    rows = admin.execute(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+        "WHERE datname LIKE %s ORDER BY datname",
+        (PREFIX.replace("_", "\\_") + "%",),
+    ).fetchall()
+    templates: list[tuple[str, dict[str, object]]] = []
+    for name, comment in rows:
+        data = parse_marker(comment)
+        if data is None:
+            continue
+        kind = data.get("kind")
+        if kind in ("clone", "kept"):
+            owner = RunRef.from_dict(data.get("owner"))
+            dead = owner is not None and owner.id != run.id and not owner.alive()
+            if dead and owner is not None and drop_database(admin, name):
+                dropped.append((name, f"{kind} database of run {owner.id}, which has ended"))
+        elif kind == "building":
+            lock = f"{PREFIX}tpl_{data.get('key')}"
+            if _drop_unless_locked(admin, lock, name):
+                dropped.append((name, "unfinished template build"))
+        elif kind == "template":
+            templates.append((name, data))
+    fresh: list[tuple[str, str, bool]] = []
+    for name, data in templates:
+        in_use = any(
+            ref is not None and (ref.id == run.id or ref.alive())
+            for ref in map(RunRef.from_dict, data.get("users", []) or [])  # type: ignore[call-overload]
+        )
+        if data.get("builder") != BUILDER_VERSION:
+            stale = f"built by builder version {data.get('builder')}"
+        elif str(data.get("partition_start", "")) < month.isoformat():
+            stale = "its audit partition window starts in a past month"
+        else:
+            fresh.append((str(data.get("last_used") or data.get("built_at") or ""), name, in_use))
+            continue
+        if not in_use and _drop_unless_locked(admin, name, name):
+            dropped.append((name, f"stale template: {stale}"))
+    fresh.sort(reverse=True)
+    for _used, name, in_use in fresh[max(keep_templates, 0) :]:
+        if not in_use and _drop_unless_locked(admin, name, name):
+            dropped.append((name, f"beyond the {keep_templates} most recently used templates"))
+    return dropped
+
+
+def _drop_unless_locked(admin: psycopg.Connection[Any], template_name: str, dbname: str) -> bool:
+    """Drop ``dbname`` under the build lock of ``template_name``, unless someone holds it."""
+    lock = _lock_id("template:" + template_name)
+    row = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
+    if not row or not row[0]:
+        return False
+    try:
+        return drop_database(admin, dbname)
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(%s)", (lock,))

@@ -65,7 +65,7 @@ def test_option_loads_002_into_clinic_db_for_the_run(project):
             assert clinic_db.execute("SELECT count(*) FROM clinic.patients").fetchone()[0] > 0
         """
     )
-    result = project.run(*real_database(project), "--clinicdb-dev-seed=true")
+    result = project.run(*real_database(project), "--clinicdb-dev-seed")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["clinicdb: template * (dev) built in *"])
     assert "(base)" not in result.stdout.str()

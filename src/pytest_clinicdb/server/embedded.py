@@ -6,7 +6,8 @@ A cluster lives in one directory of the plugin's cache::
     <cluster>/sock         unix socket directory (server account, 0700)
     <cluster>/server.log   everything the server printed
     <cluster>/state.json   port, password, postmaster pid, version (0600)
-    <cluster>/owner.json   which pytest process owns the cluster (for reaping)
+    <cluster>/users/       one file per live test run using the server (a refcount)
+    <cluster>/initdb.done  written once initdb completed (else the data dir is redone)
 
 Start and stop happen under a file lock beside the directory, so any process of
 a run (xdist workers included) may be the one that starts it and the others
@@ -33,9 +34,12 @@ from filelock import FileLock
 
 from ..binaries import Account, PgBinaries, reachable_by, run_as_kwargs
 from ..errors import ConfigError, ServerStartError
+from ..runs import RunRef, pid_alive
 from . import ServerInfo
 
 SUPERUSER = "postgres"
+#: A kept cluster's log is rotated when it starts and has grown beyond this.
+LOG_ROTATE_BYTES = 4 << 20
 
 #: Settings that make a throwaway test cluster fast; durability is not needed.
 SPEED_SETTINGS: dict[str, str] = {
@@ -68,8 +72,12 @@ class ClusterPaths:
         return self.root / "state.json"
 
     @property
-    def owner(self) -> Path:
-        return self.root / "owner.json"
+    def users(self) -> Path:
+        return self.root / "users"
+
+    @property
+    def initdb_done(self) -> Path:
+        return self.root / "initdb.done"
 
     @property
     def lock(self) -> Path:
@@ -90,31 +98,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except OSError:
-        return True
-
-
-def process_start_time(pid: int) -> str | None:
-    """Kernel start time of ``pid`` (to tell a live owner from a recycled pid)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
 
 
 def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
@@ -158,17 +141,65 @@ class EmbeddedCluster:
         self.account = account
         self.settings = {**SPEED_SETTINGS, **(extra_settings or {})}
         self.start_timeout = start_timeout
+        #: How the server came up in this process: initdb/start seconds, or "attached".
+        self.timings: dict[str, float] = {}
+        self.how = ""
 
     # ----------------------------------------------------------------- start
 
-    def ensure_running(self, owner_pid: int | None = None) -> ServerInfo:
-        """Start the cluster unless it already runs; return how to reach it."""
+    def ensure_running(self, user: RunRef | None = None) -> ServerInfo:
+        """Start the cluster unless it already runs; register ``user``; return how to reach it.
+
+        Attaching, starting and registering happen under the cluster's lock, so a
+        run that is releasing the server (:meth:`release`) never stops it under a
+        run that is just arriving.
+        """
         self.paths.root.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.paths.lock)):
             info = self._attach()
-            if info is not None:
-                return info
-            return self._start(owner_pid)
+            if info is None:
+                info = self._start()
+            else:
+                self.how = "attached to the running server"
+            if user is not None:
+                self._register(user)
+            return info
+
+    # ----------------------------------------------------------------- users
+
+    def _register(self, user: RunRef) -> None:
+        self.paths.users.mkdir(exist_ok=True)
+        path = self.paths.users / f"{user.id}.json"
+        if not path.exists():
+            path.write_text(json.dumps(user.to_dict()))
+
+    def live_users(self) -> list[RunRef]:
+        """Runs registered on this cluster whose process is alive (dead ones are removed)."""
+        found = []
+        for path in sorted(self.paths.users.glob("*.json")) if self.paths.users.is_dir() else []:
+            try:
+                ref = RunRef.from_dict(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                ref = None
+            if ref is not None and ref.alive():
+                found.append(ref)
+            else:
+                path.unlink(missing_ok=True)
+        return found
+
+    def release(self, run_id: str, *, stop: bool = True) -> bool:
+        """Unregister ``run_id``; stop the server if no live run uses it.  True if stopped."""
+        if not self.paths.root.is_dir():
+            return False
+        with FileLock(str(self.paths.lock)):
+            (self.paths.users / f"{run_id}.json").unlink(missing_ok=True)
+            if self.live_users() or not stop:
+                return False
+            return self.stop()
+
+    def running(self) -> bool:
+        pid = postmaster_pid(self.paths)
+        return pid is not None and pid_alive(pid) and _is_postmaster_of(pid, self.paths.data)
 
     def _attach(self) -> ServerInfo | None:
         try:
@@ -267,36 +298,64 @@ class EmbeddedCluster:
                 log_tail=log_tail(self.paths.log),
             )
 
-    def _start(self, owner_pid: int | None) -> ServerInfo:
-        fresh = not (self.paths.data / "PG_VERSION").exists()
+    def _start(self) -> ServerInfo:
+        fresh = not self.paths.initdb_done.exists() or self.tcp_password() is None
+        if not fresh:
+            try:
+                return self._start_existing()
+            except ServerStartError as exc:
+                # A kept cluster that no longer starts (a crash mid-write, a full disk):
+                # it only ever holds rebuildable templates, so start over from initdb.
+                _append(self.paths.log, f"pytest-clinicdb: restarting from initdb: {exc.message}")
         try:
-            if fresh:
-                self._prepare_dirs()
-                password = secrets.token_urlsafe(18)
-                self._initdb(password)
-            else:
-                password = self.tcp_password() or ""
-                with contextlib.suppress(OSError):
-                    (self.paths.data / "postmaster.pid").unlink()  # stale: its process is gone
-            last_error: ServerStartError | None = None
-            for _attempt in range(3):
-                port = _free_port()
-                try:
-                    info = self._launch(port, password, owner_pid)
-                except ServerStartError as exc:
-                    last_error = exc
-                    if "could not bind" in exc.log_tail or "in use" in exc.log_tail:
-                        continue
-                    raise
-                return info
-            assert last_error is not None
-            raise last_error
+            self._wipe_data()
+            self._prepare_dirs()
+            password = secrets.token_urlsafe(18)
+            t0 = time.perf_counter()
+            self._initdb(password)
+            self.timings["initdb"] = time.perf_counter() - t0
+            self.paths.initdb_done.write_text("ok\n")
+            info = self._launch_on_free_port(password)
+            self.how = "new cluster (initdb)"
+            return info
         except BaseException:
-            if fresh:
-                self.destroy()
+            self._wipe_data()
             raise
 
-    def _launch(self, port: int, password: str, owner_pid: int | None) -> ServerInfo:
+    def _start_existing(self) -> ServerInfo:
+        with contextlib.suppress(OSError):
+            (self.paths.data / "postmaster.pid").unlink()  # stale: its process is gone
+        with contextlib.suppress(OSError):
+            if self.paths.log.stat().st_size > LOG_ROTATE_BYTES:
+                self.paths.log.replace(self.paths.log.with_suffix(".log.1"))
+        info = self._launch_on_free_port(self.tcp_password() or "")
+        self.how = "started the kept cluster"
+        return info
+
+    def _wipe_data(self) -> None:
+        self.paths.initdb_done.unlink(missing_ok=True)
+        self.paths.state.unlink(missing_ok=True)
+        shutil.rmtree(self.paths.data, ignore_errors=True)
+        shutil.rmtree(self.paths.users, ignore_errors=True)
+
+    def _launch_on_free_port(self, password: str) -> ServerInfo:
+        t0 = time.perf_counter()
+        last_error: ServerStartError | None = None
+        for _attempt in range(3):
+            port = _free_port()
+            try:
+                info = self._launch(port, password)
+            except ServerStartError as exc:
+                last_error = exc
+                if "could not bind" in exc.log_tail or "in use" in exc.log_tail:
+                    continue
+                raise
+            self.timings["start"] = time.perf_counter() - t0
+            return info
+        assert last_error is not None
+        raise last_error
+
+    def _launch(self, port: int, password: str) -> ServerInfo:
         cmd = [
             str(self.binaries.tool("postgres")),
             "-D",
@@ -359,10 +418,6 @@ class EmbeddedCluster:
         tmp.write_text(json.dumps(state))
         os.chmod(tmp, 0o600)
         tmp.replace(self.paths.state)
-        if owner_pid is not None:
-            self.paths.owner.write_text(
-                json.dumps({"pid": owner_pid, "start": process_start_time(owner_pid)})
-            )
         return self._info(state)
 
     # ------------------------------------------------------------------ stop
@@ -389,6 +444,11 @@ class EmbeddedCluster:
             shutil.rmtree(self.paths.root, ignore_errors=True)
         with contextlib.suppress(OSError):
             self.paths.lock.unlink()
+
+
+def _append(path: Path, line: str) -> None:
+    with contextlib.suppress(OSError), open(path, "a") as f:
+        f.write(line + "\n")
 
 
 def _since(path: Path, mark: int) -> str:
