@@ -7,17 +7,25 @@ left afterwards: processes, directories and databases.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from pytest_clinicdb.binaries import probe, server_account
 from pytest_clinicdb.config import default_cache_dir
-from pytest_clinicdb.engine import reap_dead_runs
+from pytest_clinicdb.engine import CLUSTER_DIR_PREFIX, reap_dead_runs, stop_idle_clusters
+from pytest_clinicdb.server.embedded import EmbeddedCluster
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +56,53 @@ def cache_dir() -> Iterator[Path]:
     os.chmod(path, 0o755)
     yield path
     reap_dead_runs(path, keep="")
+    stop_idle_clusters(path, skip=None, delete=True)
     shutil.rmtree(path, ignore_errors=True)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def kept_clusters(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.glob(f"{CLUSTER_DIR_PREFIX}*") if p.is_dir())
+
+
+@contextlib.contextmanager
+def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
+    """An admin connection to the one kept cluster in ``cache``, started just for a look.
+
+    A server that was already running is left running; one started here is stopped.
+    """
+    (root,) = kept_clusters(cache)
+    account = server_account(None)
+    bindir = Path(json.loads((root / "state.json").read_text())["bindir"])
+    binaries = probe(bindir, "kept cluster")
+    assert binaries is not None
+    cluster = EmbeddedCluster(root, binaries, account)
+    was_running = cluster.running()
+    info = cluster.ensure_running()
+    try:
+        with psycopg.connect(info.dsn, autocommit=True) as conn:
+            yield conn
+    finally:
+        if not was_running:
+            cluster.stop()
+
+
+def databases(cache: Path) -> list[str]:
+    """Names of the databases in the kept cluster of ``cache`` (looked at after a run)."""
+    with kept_server(cache) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', "
+            "'template1') ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 class Project:
@@ -79,6 +133,24 @@ class Project:
     def run(self, *args: str) -> pytest.RunResult:
         return self.pytester.runpytest_subprocess(
             "-p", "no:cacheprovider", f"--clinicdb-cache-dir={self.cache_dir}", *args
+        )
+
+    def spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start pytest on the project in the background (its own session, for signals)."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                f"--clinicdb-cache-dir={self.cache_dir}",
+                *args,
+            ],
+            cwd=self.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def leftovers(self) -> list[str]:

@@ -1,7 +1,8 @@
 """The ``clinicdb`` command: the plugin's engine outside pytest.
 
 Subcommands so far: ``migrate`` (apply pending migrations with the ledger, or
-``--check`` for pending/edited files) and ``seed`` (load the system seed 001).
+``--check`` for pending/edited files), ``seed`` (load the system seed 001, or
+002 through the dev-seed wrapper) and ``down`` (stop the plugin's kept servers).
 Exit codes: 0 ok, 1 a check failed, 2 usage or connection error.
 """
 
@@ -73,11 +74,26 @@ def _parser() -> argparse.ArgumentParser:
         help="app.environment for the dev seed (only development or test are accepted)",
     )
     s.add_argument("--mode", default="audit", choices=TRIGGER_MODES, help="triggers to disable")
+    d = sub.add_parser(
+        "down", help="stop the kept servers of the pytest plugin that no running test run uses"
+    )
+    d.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="the plugin's cache directory (env CLINICDB_CACHE_DIR; default as the plugin's)",
+    )
+    d.add_argument(
+        "--clean", action="store_true", help="also delete their data directories and templates"
+    )
+    d.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "down":
+        return _down(args)
     if not args.dsn:
         print("clinicdb: no target database: pass --dsn or set CLINICDB_DSN", file=sys.stderr)
         return EXIT_USAGE
@@ -151,6 +167,23 @@ def _dev_seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
         for n in report.notices:
             print(n)
         print(report.summary())
+    return EXIT_OK
+
+
+def _down(args: argparse.Namespace) -> int:
+    from .config import default_cache_dir
+    from .engine import stop_idle_clusters
+
+    cache = args.cache_dir or Path(os.environ.get("CLINICDB_CACHE_DIR") or default_cache_dir())
+    result = stop_idle_clusters(cache.resolve(), skip=None, delete=args.clean)
+    if args.json:
+        print(json.dumps({"ok": True, **{k: [str(p) for p in v] for k, v in result.items()}}))
+        return EXIT_OK
+    for what, paths in result.items():
+        for path in paths:
+            print(f"{what}: {path}")
+    if not any(result.values()):
+        print(f"nothing to stop in {cache}")
     return EXIT_OK
 
 

@@ -223,10 +223,15 @@ class Engine:
         except FileExistsError:
             return
         os.close(fd)
+        self._collect_garbage(server)
+
+    def _collect_garbage(self, server: ServerInfo) -> None:
         with psycopg.connect(server.dsn, autocommit=True) as admin:
             dropped = collect_garbage(admin, self.run, keep_templates=self.settings.keep_templates)
         if dropped:
-            self._write_report(collected=[f"{name}: {why}" for name, why in dropped])
+            earlier = list(self._report().get("collected", []))  # type: ignore[call-overload]
+            collected = [*earlier, *(f"{n}: {w}" for n, w in dropped)]
+            self._write_report(collected=collected)
             for name, _why in dropped:
                 (self._index / name).unlink(missing_ok=True)
 
@@ -294,6 +299,8 @@ class Engine:
             with contextlib.suppress(OSError):
                 self._index.mkdir(exist_ok=True)
                 (self._index / info.name).touch()
+            if info.built:
+                self._collect_garbage(server)  # the cap counts the template just built
             self._write_report(
                 **{
                     f"template_{variant}": {
@@ -450,28 +457,33 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
     return reaped
 
 
-def stop_idle_clusters(cache_dir: Path, *, skip: Path) -> list[Path]:
+def stop_idle_clusters(
+    cache_dir: Path, *, skip: Path | None, delete: bool = False
+) -> dict[str, list[Path]]:
     """Stop kept servers that no live run uses (a killed run's, or one left for kept databases).
 
-    Clusters whose PostgreSQL build is gone (an upgraded package) are deleted.
-    A cluster whose lock is held is busy and left alone.
+    Clusters whose PostgreSQL build is gone (an upgraded package) are deleted, and
+    with ``delete`` every idle one.  A cluster whose lock is held is busy and
+    left alone.  Returns the ``stopped``, ``deleted`` and ``busy`` directories.
     """
-    stopped: list[Path] = []
-    for root in sorted(cache_dir.glob(f"{CLUSTER_DIR_PREFIX}*")):
+    result: dict[str, list[Path]] = {"stopped": [], "deleted": [], "busy": []}
+    for root in sorted(cache_dir.glob(f"{CLUSTER_DIR_PREFIX}*")) if cache_dir.is_dir() else []:
         if root == skip or not root.is_dir():
             continue
         cluster = EmbeddedCluster(root, _NO_BINARIES, None)
         try:
             with FileLock(str(cluster.paths.lock), timeout=0):
                 if cluster.live_users():
+                    result["busy"].append(root)
                     continue
                 if cluster.running() and cluster.stop():
-                    stopped.append(root)
-                if not _bindir_exists(cluster):
+                    result["stopped"].append(root)
+                if delete or not _bindir_exists(cluster):
                     shutil.rmtree(root, ignore_errors=True)
+                    result["deleted"].append(root)
         except Timeout:
-            continue
-    return stopped
+            result["busy"].append(root)
+    return result
 
 
 def _bindir_exists(cluster: EmbeddedCluster) -> bool:

@@ -5,15 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
 from pytest_clinicdb.binaries import wheel_bindir
 
-from ..conftest import postgres_processes
+from ..conftest import postgres_processes, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -122,34 +119,6 @@ def test_root_runs_server_as_unprivileged_account_and_copies_unreachable_binarie
     assert project.leftovers() == []
 
 
-def _wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
-def _spawn(project, *args):
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--clinicdb-cache-dir={project.cache_dir}",
-        *args,
-    ]
-    return subprocess.Popen(
-        cmd,
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
 SLOW_TEST = """
 import time
 from pathlib import Path
@@ -162,8 +131,8 @@ def test_slow(clinic_db):
 
 def test_ctrl_c_leaves_no_server(project):
     project.tests(SLOW_TEST)
-    proc = _spawn(project)
-    assert _wait_for(lambda: (project.path / "started").exists())
+    proc = project.spawn()
+    assert wait_for(lambda: (project.path / "started").exists())
     assert postgres_processes(str(project.cache_dir))
     os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=60)[0].decode()
@@ -174,8 +143,8 @@ def test_ctrl_c_leaves_no_server(project):
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
 def test_killed_run_is_reaped_by_the_next_run(project, xdist):
     project.tests(SLOW_TEST)
-    proc = _spawn(project, *xdist)
-    assert _wait_for(lambda: (project.path / "started").exists())
+    proc = project.spawn(*xdist)
+    assert wait_for(lambda: (project.path / "started").exists())
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
     assert postgres_processes(str(project.cache_dir)), "the orphaned server is still there"

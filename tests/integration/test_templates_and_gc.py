@@ -1,0 +1,221 @@
+"""Templates and garbage collection on a private server: build once, rebuild, drop leftovers.
+
+The garbage collector looks at every database of a server, so these tests run
+on a server of their own: nothing else of the test session lives there.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pytest_clinicdb._state import engine_of
+from pytest_clinicdb.binaries import make_reachable, server_account
+from pytest_clinicdb.config import default_cache_dir
+from pytest_clinicdb.runs import RunRef
+from pytest_clinicdb.server import ServerInfo
+from pytest_clinicdb.server.embedded import EmbeddedCluster
+from pytest_clinicdb.templates import (
+    BUILDER_VERSION,
+    TemplateSpec,
+    collect_garbage,
+    current_month,
+    ensure_template,
+    read_marker,
+    set_marker,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
+    cache = default_cache_dir().parent / f"clinicdb-test-{uuid.uuid4().hex[:8]}"
+    cache.mkdir(parents=True)
+    os.chmod(cache, 0o755)
+    account = server_account(None)
+    binaries = make_reachable(engine_of(request.config).binaries(), account, cache)
+    cluster = EmbeddedCluster(cache / "cluster", binaries, account)
+    try:
+        yield cluster.ensure_running()
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+@pytest.fixture
+def admin(server: ServerInfo) -> Iterator[psycopg.Connection[object]]:
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        yield conn
+        # Leave the server empty for the next test.
+        for (name,) in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname NOT IN "
+            "('postgres', 'template0', 'template1')"
+        ).fetchall():
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name))
+            )
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def dead_run(run_id: str = "deadrun") -> RunRef:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return RunRef(run_id, proc.pid, "1", socket.gethostname())
+
+
+def live_run(run_id: str) -> RunRef:
+    return RunRef.of(run_id, os.getpid())
+
+
+def create(admin, name: str, kind: str | None = None, **fields: object) -> None:
+    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    if kind:
+        set_marker(admin, name, kind, **fields)
+
+
+def names(admin) -> set[str]:
+    rows = admin.execute(
+        "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_gc_drops_what_dead_runs_left_and_nothing_it_did_not_create(admin):
+    current, other, dead = live_run("current"), live_run("other"), dead_run()
+    create(admin, "clinicdb_f_dead_1", "clone", owner=dead.to_dict())
+    create(admin, "clinicdb_f_dead_kept", "kept", owner=dead.to_dict(), test="t::x")
+    create(admin, "clinicdb_f_live_1", "clone", owner=other.to_dict())
+    create(admin, "clinicdb_f_mine_1", "clone", owner=current.to_dict())
+    create(admin, "clinicdb_build_0123", "building", key="0123")
+    create(admin, "clinicdb_hand_made")  # our prefix, no marker: not ours
+    admin.execute("CREATE DATABASE clinicdb_commented")
+    admin.execute("COMMENT ON DATABASE clinicdb_commented IS 'someone else''s notes'")
+    create(admin, "app_db", "clone", owner=dead.to_dict())  # marker but not our name
+
+    dropped = dict(collect_garbage(admin, current))
+
+    assert set(dropped) == {"clinicdb_f_dead_1", "clinicdb_f_dead_kept", "clinicdb_build_0123"}
+    assert "run deadrun, which has ended" in dropped["clinicdb_f_dead_1"]
+    assert dropped["clinicdb_build_0123"] == "unfinished template build"
+    assert names(admin) == {
+        "clinicdb_f_live_1",
+        "clinicdb_f_mine_1",
+        "clinicdb_hand_made",
+        "clinicdb_commented",
+        "app_db",
+    }
+
+
+def test_gc_leaves_a_build_that_is_in_progress(admin, server):
+    create(admin, "clinicdb_build_4567", "building", key="4567")
+    with psycopg.connect(server.dsn, autocommit=True) as builder:
+        # The build lock a building process holds (same id as ensure_template's).
+        from pytest_clinicdb.templates import _lock_id
+
+        builder.execute("SELECT pg_advisory_lock(%s)", (_lock_id("template:clinicdb_tpl_4567"),))
+        assert collect_garbage(admin, live_run("current")) == []
+    assert [name for name, _ in collect_garbage(admin, live_run("current"))] == [
+        "clinicdb_build_4567"
+    ]
+
+
+def template(admin, name: str, *, last_used: str, users=(), builder=BUILDER_VERSION, month=None):
+    create(
+        admin,
+        name,
+        "template",
+        key=name[-4:],
+        builder=builder,
+        partition_start=(month or current_month()).isoformat(),
+        last_used=last_used,
+        users=[u.to_dict() for u in users],
+    )
+    admin.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE true").format(sql.Identifier(name)))
+
+
+def test_gc_drops_stale_templates_and_keeps_the_most_recent_unless_in_use(admin):
+    other, dead = live_run("other"), dead_run()
+    past = dt.date(2020, 1, 1)
+    template(admin, "clinicdb_tpl_old1", last_used="2026-01-09", builder="0")
+    template(admin, "clinicdb_tpl_mon1", last_used="2026-01-09", month=past)
+    template(admin, "clinicdb_tpl_mon2", last_used="2026-01-09", month=past, users=[other])
+    template(admin, "clinicdb_tpl_cap1", last_used="2026-01-01", users=[other])  # oldest, in use
+    template(admin, "clinicdb_tpl_cap2", last_used="2026-01-02", users=[dead])
+    template(admin, "clinicdb_tpl_cap3", last_used="2026-01-03")
+    template(admin, "clinicdb_tpl_cap4", last_used="2026-01-04")
+
+    dropped = dict(collect_garbage(admin, live_run("current"), keep_templates=2))
+
+    assert set(dropped) == {"clinicdb_tpl_old1", "clinicdb_tpl_mon1", "clinicdb_tpl_cap2"}
+    assert "builder version 0" in dropped["clinicdb_tpl_old1"]
+    assert "past month" in dropped["clinicdb_tpl_mon1"]
+    assert "2 most recently used" in dropped["clinicdb_tpl_cap2"]
+    assert {"clinicdb_tpl_mon2", "clinicdb_tpl_cap1", "clinicdb_tpl_cap3", "clinicdb_tpl_cap4"} <= (
+        names(admin)
+    )
+
+
+def spec(tmp_path: Path) -> TemplateSpec:
+    return TemplateSpec(
+        major=15,
+        migrations=[],
+        seeds=[],
+        partition_start=current_month(),
+        variant=uuid.uuid4().hex,
+    )
+
+
+def test_built_once_reused_and_rebuilt_once_per_run(admin, server, tmp_path):
+    builds: list[str] = []
+
+    def build(conn, info):
+        conn.execute("CREATE TABLE t (id int)")
+        builds.append(info.key)
+
+    s = spec(tmp_path)
+    run_a, run_b = live_run("run-a"), live_run("run-b")
+    first = ensure_template(server, s, build=build, run=run_a)
+    again = ensure_template(server, s, build=build, run=run_a)
+    assert (first.built, again.built, len(builds)) == (True, False, 1)
+
+    rebuilt = ensure_template(server, s, build=build, run=run_b, rebuild=True)
+    same_run = ensure_template(server, s, build=build, run=run_b, rebuild=True)
+    assert (rebuilt.built, rebuilt.rebuilt, len(builds)) == (True, True, 2)
+    assert (same_run.built, same_run.rebuilt, len(builds)) == (False, True, 2)
+
+    row = admin.execute(
+        "SELECT datistemplate, datallowconn FROM pg_database WHERE datname = %s", (s.name,)
+    ).fetchone()
+    assert row == (True, False)
+    marker = read_marker(admin, s.name)
+    assert marker is not None
+    assert marker["built_by"]["id"] == "run-b"
+    assert [u["id"] for u in marker["users"]] == ["run-b"]
+
+
+def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_path):
+    s = spec(tmp_path)
+
+    def broken(conn, info):
+        conn.execute("CREATE TABLE half_done (id int)")
+        conn.execute("SELECT 1 / 0")
+
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        ensure_template(server, s, build=broken, run=live_run("run-a"))
+    assert names(admin) == set()
+
+    info = ensure_template(
+        server, s, build=lambda conn, info: conn.execute("SELECT 1"), run=live_run("run-a")
+    )
+    assert info.built and names(admin) == {s.name}
