@@ -28,7 +28,7 @@ def once(binaries, account, cache: Path) -> dict[str, float]:
     cluster._prepare_dirs()
     cluster._initdb("benchpw")
     t1 = time.perf_counter()
-    server = cluster._launch(cluster_port(), "benchpw", None)
+    server = cluster._launch(cluster_port(), "benchpw")
     t2 = time.perf_counter()
     migrations = discover(REPO / "database" / "migrations")
     seed = REPO / "database" / "seeds" / "001_system_seed.sql"

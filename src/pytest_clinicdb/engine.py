@@ -41,6 +41,7 @@ from .binaries import Account, PgBinaries, find_binaries, installed, make_reacha
 from .config import Settings
 from .errors import ClinicDBError
 from .migrations import Migration, discover
+from .pool import ClonePool
 from .runs import RunRef, pid_alive, process_start_time
 from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, find_seed, load_dev_seed
 from .server import ServerInfo
@@ -60,6 +61,8 @@ from .templates import (
 
 RUN_DIR_PREFIX = "run-"
 CLUSTER_DIR_PREFIX = "cluster-"
+#: ``run-<id>/databases``: every database name, written just before it is created.
+JOURNAL = "databases"
 
 
 @dataclass
@@ -85,6 +88,8 @@ class Engine:
     _clones: list[float] = field(default_factory=list)
     _drops: list[float] = field(default_factory=list)
     _shut_down: bool = False
+    _pools: dict[str, ClonePool] = field(default_factory=dict)
+    _unmarked: list[str] = field(default_factory=list)
 
     @property
     def run(self) -> RunRef:
@@ -192,7 +197,7 @@ class Engine:
             cache.mkdir(parents=True, exist_ok=True)
             os.chmod(cache, 0o755)
             self._write_owner()
-            reap_dead_runs(cache, keep=self.run_id)
+            self._unmarked += reap_dead_runs(cache, keep=self.run_id)
             cluster = self.cluster()
             stop_idle_clusters(cache, skip=cluster.paths.root)
             info = cluster.ensure_running(user=self.run)
@@ -227,7 +232,12 @@ class Engine:
 
     def _collect_garbage(self, server: ServerInfo) -> None:
         with psycopg.connect(server.dsn, autocommit=True) as admin:
-            dropped = collect_garbage(admin, self.run, keep_templates=self.settings.keep_templates)
+            dropped = collect_garbage(
+                admin,
+                self.run,
+                keep_templates=self.settings.keep_templates,
+                unmarked=self._unmarked,
+            )
         if dropped:
             earlier = list(self._report().get("collected", []))  # type: ignore[call-overload]
             collected = [*earlier, *(f"{n}: {w}" for n, w in dropped)]
@@ -348,9 +358,16 @@ class Engine:
 
     # ------------------------------------------------------------ databases
 
+    def _db_name(self, kind: str) -> str:
+        """A new database name, journaled first (see :func:`reap_dead_runs`)."""
+        name = f"{PREFIX}{kind}_{self.run_id}_{self.worker_id}_{next(self._counter)}"
+        with open(self.run_dir / JOURNAL, "a") as journal:
+            journal.write(name + "\n")
+        return name
+
     def new_database(self, kind: str, variant: str = "base") -> str:
         """Clone the template into a new database of this process; return its name."""
-        name = f"{PREFIX}{kind}_{self.run_id}_{self.worker_id}_{next(self._counter)}"
+        name = self._db_name(kind)
         for attempt in (1, 2):
             template = self.template(variant)
             t0 = time.perf_counter()
@@ -374,6 +391,46 @@ class Engine:
             break
         return name
 
+    def fresh_database(self, variant: str = "base") -> str:
+        """A clone for one test; after the first, made ahead by a background pool."""
+        pool = self._pools.get(variant)
+        if pool is not None:
+            name = pool.take()
+            if name is not None:
+                return name
+        kind = "f" if variant == "base" else "fd"
+        name = self.new_database(kind, variant)
+        if pool is None:
+            server = self.server()
+            self._pools[variant] = ClonePool(
+                admin_dsn=server.dsn,
+                dsn_for=server.dsn_for,
+                template=self.template(variant).name,
+                major=server.major,
+                new_name=lambda: self._db_name(kind),
+                mark={"owner": self.run.to_dict(), "worker": self.worker_id},
+                clone_times=self._clones,
+                drop_times=self._drops,
+            )
+        return name
+
+    def release_fresh(self, name: str, variant: str = "base") -> None:
+        """A test is done with its fresh clone: drop it (in the background when pooled)."""
+        pool = self._pools.get(variant)
+        if pool is not None and pool.error is None:
+            pool.give_back(name)
+        else:
+            self.drop(name)
+
+    def close_pools(self) -> None:
+        """Session end: stop making clones ahead and finish the pending drops."""
+        errors = []
+        for pool in self._pools.values():
+            errors += pool.close()
+        self._pools.clear()
+        if errors:
+            self._write_report(drop_errors=errors)
+
     def drop(self, name: str) -> None:
         t0 = time.perf_counter()
         drop_database(self.admin(), name)
@@ -393,6 +450,7 @@ class Engine:
             self._write_report(clones=self._clones, drops=self._drops)
 
     def close(self) -> None:
+        self.close_pools()
         if self._admin is not None:
             with contextlib.suppress(psycopg.Error):
                 self._admin.close()
@@ -427,14 +485,15 @@ def _alternatives(missing: list[str]) -> list[str]:
     return [b.describe() for b in installed() if all(b.has_extension(e) for e in missing)]
 
 
-def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
-    """Stop and delete the clusters of runs whose owning pytest process is gone.
+def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
+    """Stop and delete the directories (and clusters) of runs whose owning process is gone.
 
     That happens when pytest was killed (``kill -9``, an OOM kill, a CI timeout).
+    Returns the database names those runs journaled, for garbage collection.
     """
-    reaped: list[Path] = []
+    journaled: list[str] = []
     if not cache_dir.is_dir():
-        return reaped
+        return journaled
     for run_dir in cache_dir.glob(f"{RUN_DIR_PREFIX}*"):
         if not run_dir.is_dir() or run_dir.name == f"{RUN_DIR_PREFIX}{keep}":
             continue
@@ -443,18 +502,19 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[Path]:
             pid = int(owner["pid"])
             alive = pid_alive(pid) and process_start_time(pid) == owner.get("start")
         except (OSError, ValueError, KeyError, TypeError):
-            # No owner file: a cluster still being created, or one that failed
-            # before writing it.  Reap only if it has been lying there a while.
+            # No owner file: a run still starting, or one that failed before
+            # writing it.  Reap only if it has been lying there a while.
             try:
                 age = dt.datetime.now().timestamp() - run_dir.stat().st_mtime
             except OSError:
                 continue
             alive = age < 600
         if not alive:
+            with contextlib.suppress(OSError):
+                journaled += (run_dir / JOURNAL).read_text().split()
             EmbeddedCluster(run_dir, _NO_BINARIES, None).destroy()
             shutil.rmtree(run_dir, ignore_errors=True)
-            reaped.append(run_dir)
-    return reaped
+    return journaled
 
 
 def stop_idle_clusters(

@@ -217,8 +217,7 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
     """
     engine = engine_of(request.config)
     variant = "dev" if _wants_dev_seed(request) else "base"
-    kind = "f" if variant == "base" else "fd"
-    name = _run(request, lambda: engine.new_database(kind, variant))
+    name = _run(request, lambda: engine.fresh_database(variant))
     try:
         yield engine.server().dsn_for(name)
     finally:
@@ -226,7 +225,7 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
             if engine.settings.keep_failed and _failed(request.node):
                 engine.keep(name, request.node.nodeid)
             else:
-                engine.drop(name)
+                engine.release_fresh(name, variant)
         except psycopg.Error as exc:
             warnings.warn(
                 pytest.PytestWarning(f"pytest-clinicdb: could not drop {name}: {exc}"), stacklevel=1

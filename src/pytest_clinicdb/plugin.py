@@ -144,6 +144,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     engine = session.config.stash.get(ENGINE_KEY, None)
     if engine is not None:
+        engine.close_pools()
         engine.write_stats()
 
 
@@ -160,6 +161,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if engine.settings.timings:
         for line in timing_lines(reports):
             write(line)
+    drop_errors = [e for r in reports for e in r.get("drop_errors", [])]
+    if drop_errors:
+        write(f"clinicdb: {len(drop_errors)} database(s) could not be dropped (the next run will):")
+        for e in drop_errors:
+            write(f"  {e}")
     kept = [k for r in reports for k in r.get("kept", [])]
     if kept:
         write(

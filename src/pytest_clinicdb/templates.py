@@ -376,6 +376,7 @@ def collect_garbage(
     *,
     keep_templates: int = KEEP_TEMPLATES,
     month: dt.date | None = None,
+    unmarked: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
     """Drop what dead runs and old builds left on the server; return ``(name, reason)`` pairs.
 
@@ -388,7 +389,11 @@ def collect_garbage(
     - templates built by another builder version or for a past month's audit
       partition window, unless a live run uses them;
     - beyond the newest ``keep_templates`` templates (by last use), those no
-      live run uses.
+      live run uses;
+    - the databases named in ``unmarked``: names a dead run journaled just before
+      creating them, which it may not have lived to mark (a kill between
+      ``CREATE DATABASE`` and ``COMMENT``).  Only if they carry no marker of a
+      live run.
     """
     month = month or current_month()
     dropped: list[tuple[str, str]] = []
@@ -398,9 +403,12 @@ def collect_garbage(
         (PREFIX.replace("_", "\\_") + "%",),
     ).fetchall()
     templates: list[tuple[str, dict[str, object]]] = []
+    journaled = set(unmarked)
     for name, comment in rows:
         data = parse_marker(comment)
         if data is None:
+            if name in journaled and drop_database(admin, name):
+                dropped.append((name, "created by a run that ended before marking it"))
             continue
         kind = data.get("kind")
         if kind in ("clone", "kept"):

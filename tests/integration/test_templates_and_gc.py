@@ -102,10 +102,18 @@ def test_gc_drops_what_dead_runs_left_and_nothing_it_did_not_create(admin):
     admin.execute("CREATE DATABASE clinicdb_commented")
     admin.execute("COMMENT ON DATABASE clinicdb_commented IS 'someone else''s notes'")
     create(admin, "app_db", "clone", owner=dead.to_dict())  # marker but not our name
+    create(admin, "clinicdb_f_dead_2")  # journaled by the dead run, killed before marking it
 
-    dropped = dict(collect_garbage(admin, current))
+    journal = ["clinicdb_f_dead_2", "clinicdb_f_live_1"]
+    dropped = dict(collect_garbage(admin, current, unmarked=journal))
 
-    assert set(dropped) == {"clinicdb_f_dead_1", "clinicdb_f_dead_kept", "clinicdb_build_0123"}
+    assert set(dropped) == {
+        "clinicdb_f_dead_1",
+        "clinicdb_f_dead_kept",
+        "clinicdb_build_0123",
+        "clinicdb_f_dead_2",
+    }
+    assert dropped["clinicdb_f_dead_2"] == "created by a run that ended before marking it"
     assert "run deadrun, which has ended" in dropped["clinicdb_f_dead_1"]
     assert dropped["clinicdb_build_0123"] == "unfinished template build"
     assert names(admin) == {
@@ -219,3 +227,52 @@ def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_
         server, s, build=lambda conn, info: conn.execute("SELECT 1"), run=live_run("run-a")
     )
     assert info.built and names(admin) == {s.name}
+
+
+def make_pool(server, template: str, names: list[str]):
+    from pytest_clinicdb.pool import ClonePool
+
+    def new_name() -> str:
+        names.append(f"clinicdb_f_pool_{len(names)}")
+        return names[-1]
+
+    return ClonePool(
+        admin_dsn=server.dsn,
+        dsn_for=server.dsn_for,
+        template=template,
+        major=server.major,
+        new_name=new_name,
+        mark={"owner": live_run("current").to_dict()},
+        clone_times=[],
+        drop_times=[],
+    )
+
+
+def test_pool_hands_out_clones_made_ahead_and_drops_them_all(admin, server, tmp_path):
+    s = spec(tmp_path)
+    ensure_template(
+        server, s, build=lambda conn, info: conn.execute("CREATE TABLE t (id int)"), run=None
+    )
+    made: list[str] = []
+    pool = make_pool(server, s.name, made)
+    taken = [pool.take() for _ in range(3)]
+    assert None not in taken and len(set(taken)) == 3
+    for name in taken:
+        with psycopg.connect(server.dsn_for(name)) as conn:
+            conn.execute("INSERT INTO t VALUES (1)")  # a real, writable clone of the template
+        assert read_marker(admin, name)["kind"] == "clone"
+    pool.give_back(taken[0])
+    pool.give_back(taken[1])
+    assert pool.close() == []
+    # Returned and still-ready clones are dropped; one handed out and not returned
+    # (a database kept by --clinicdb-keep-failed) is not the pool's to drop.
+    assert names(admin) == {s.name, taken[2]}
+    assert len(made) >= 3
+
+
+def test_pool_switches_off_when_it_cannot_clone(admin, server):
+    pool = make_pool(server, "clinicdb_tpl_missing", [])
+    assert pool.take(timeout=10) is None
+    assert isinstance(pool.error, psycopg.errors.InvalidCatalogName)
+    assert pool.close() == []
+    assert names(admin) == set()
