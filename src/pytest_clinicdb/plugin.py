@@ -32,7 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 action="store_const",
                 const=True,
                 default=None,
-                help=f"{spec.help} (default {default}; {where}; {spec.negative_cli} turns it off).",
+                help=f"{spec.help} (default {default}; env {spec.env}, ini {spec.ini}; "
+                f"{spec.negative_cli} turns it off).",
             )
             group.addoption(
                 spec.negative_cli,

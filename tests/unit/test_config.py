@@ -73,3 +73,25 @@ def test_passwords_are_masked():
 def test_paths_are_shown_relative_to_rootdir(tmp_path):
     s = settings(tmp_path)
     assert s.display_path(s.migrations) == str(Path("database", "migrations"))
+
+
+def test_on_off_options_default_and_override(tmp_path):
+    s = settings(tmp_path)
+    assert (s.reuse, s.rebuild, s.keep_failed, s.timings, s.keep_templates) == (
+        True,
+        False,
+        False,
+        False,
+        5,
+    )
+    # The command line's False (--clinicdb-no-reuse) beats the environment's true.
+    s = settings(tmp_path, cli={"reuse": False}, env={"CLINICDB_REUSE": "true"})
+    assert s.reuse is False and s.source_of("reuse") == "--clinicdb-reuse"
+    assert settings(tmp_path, ini={"keep_failed": "yes"}).keep_failed is True
+
+
+def test_bad_boolean_and_template_cap_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="CLINICDB_REUSE: 'sometimes' is not a boolean"):
+        settings(tmp_path, env={"CLINICDB_REUSE": "sometimes"})
+    with pytest.raises(ConfigError, match="must be at least 1"):
+        settings(tmp_path, cli={"keep_templates": "0"})
