@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
         help="app.environment for the dev seed (only development or test are accepted)",
     )
     s.add_argument("--mode", default="audit", choices=TRIGGER_MODES, help="triggers to disable")
+    s.add_argument(
+        "--tables",
+        help="comma-separated tables whose triggers are disabled "
+        "(default: the tables 002 writes to)",
+    )
     d = sub.add_parser(
         "down", help="stop the kept servers of the pytest plugin that no running test run uses"
     )
@@ -160,7 +165,8 @@ def _dev_seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
     seed = find_seed(args.seeds, DEV_SEED_PATTERN, "dev seed")
     if not args.json:
         print(f"*** DEV/TEST ONLY: loading {seed.name} (app.environment={args.environment}) ***")
-    report = load_dev_seed(conn, seed, environment=args.environment, mode=args.mode)
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    report = load_dev_seed(conn, seed, environment=args.environment, mode=args.mode, tables=tables)
     if args.json:
         print(json.dumps({"ok": True, **report.to_dict()}))
     else:

@@ -97,6 +97,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         ("audit", "user", "all"),
     ),
     OptionSpec(
+        "dev_seed_tables",
+        "comma-separated tables whose triggers the dev-seed wrapper disables "
+        "(default: the tables 002 writes to)",
+        "str",
+        metavar="TABLES",
+    ),
+    OptionSpec(
         "environment",
         "app.environment the dev seed runs under (only development or test are accepted)",
         "choice",
@@ -161,6 +168,7 @@ class Settings:
     dev_seed_mode: str = "audit"
     environment: str = "test"
     reuse: bool = True
+    dev_seed_tables: tuple[str, ...] | None = None
     rebuild: bool = False
     keep_templates: int = 5
     keep_failed: bool = False
@@ -221,6 +229,15 @@ def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
     return text or None
 
 
+def _table_list(raw: object, where: str | None) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    tables = tuple(t.strip() for t in str(raw).split(",") if t.strip())
+    if not tables:
+        raise ConfigError(f"{where}: empty table list", hint="e.g. clinic.patients,clinic.doctors")
+    return tables
+
+
 def resolve(
     cli: Callable[[str], object],
     ini: Callable[[str], object],
@@ -267,6 +284,7 @@ def resolve(
     cache = values["cache_dir"]
     return Settings(
         reuse=bool(values["reuse"]),
+        dev_seed_tables=_table_list(values["dev_seed_tables"], sources.get("dev_seed_tables")),
         rebuild=bool(values["rebuild"]),
         keep_templates=int(str(values["keep_templates"])),
         keep_failed=bool(values["keep_failed"]),

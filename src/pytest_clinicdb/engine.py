@@ -158,6 +158,8 @@ class Engine:
         if variant == "dev":
             seeds.append(self.dev_seed())
             variant = f"dev:{self.settings.dev_seed_mode}:{self.settings.environment}"
+            if self.settings.dev_seed_tables is not None:
+                variant += ":" + ",".join(self.settings.dev_seed_tables)
         return TemplateSpec(
             major=major,
             migrations=self.migrations(),
@@ -295,6 +297,7 @@ class Engine:
                         dev_seed,
                         environment=self.settings.environment,
                         mode=self.settings.dev_seed_mode,
+                        tables=self.settings.dev_seed_tables,
                     )
                     info.notices.extend(report.notices)
                     info.dev_seed = report.summary()

@@ -162,6 +162,24 @@ def seed_tables(conn: psycopg.Connection[Any], text: str, schemas: Sequence[str]
     return list(found)
 
 
+def resolve_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[str]:
+    """``tables`` as regclass text; one error naming every table that does not exist."""
+    found, missing = [], []
+    for name in tables:
+        row = conn.execute("SELECT to_regclass(%s)::text", (name,)).fetchone()
+        if row and row[0]:
+            found.append(str(row[0]))
+        else:
+            missing.append(name)
+    if missing:
+        raise ClinicDBError(
+            f"dev seed tables not found: {', '.join(missing)}",
+            hint="name existing tables, schema-qualified (e.g. clinic.patients), or leave the "
+            "list out to use the tables the seed writes to",
+        )
+    return found
+
+
 def _triggers(
     conn: psycopg.Connection[Any], tables: Sequence[str], mode: str
 ) -> list[tuple[str, str]]:
@@ -280,7 +298,10 @@ def load_dev_seed(
             f"unknown trigger mode {mode!r}", hint="valid values: " + ", ".join(TRIGGER_MODES)
         )
     seed = read_sql_file(path, what="seed")
-    targets = list(tables) if tables is not None else seed_tables(conn, seed.text, schemas)
+    if tables is not None:
+        targets = resolve_tables(conn, tables)
+    else:
+        targets = seed_tables(conn, seed.text, schemas)
     with capture_notices(conn, path.name) as notices, conn.transaction():
         conn.execute("SELECT set_config('app.environment', %s, true)", (environment,))
         triggers = _triggers(conn, targets, mode)

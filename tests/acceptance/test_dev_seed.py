@@ -98,3 +98,23 @@ def test_unknown_marker_option_is_reported(project):
     result.stdout.fnmatch_lines(
         ["*@pytest.mark.clinicdb: unknown option(s) ?'dev_sed'?; valid: dev_seed*"]
     )
+
+
+def test_table_list_option_limits_the_relaxed_audit(project):
+    project.tests(
+        """
+        def test_patients_were_audited(clinic_db_dev):
+            audited = clinic_db_dev.execute(
+                "SELECT count(*) FROM audit.audit_logs WHERE table_name = 'patients'"
+            ).fetchone()[0]
+            assert audited > 0
+        """
+    )
+    result = project.run(*real_database(project), "--clinicdb-dev-seed-tables=clinic.clinics")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["clinicdb: dev seed 002_dev_seed.sql loaded (*mode audit: 1 trigger(s) disabled*"]
+    )
+    bad = project.run(*real_database(project), "--clinicdb-dev-seed-tables=clinic.nope")
+    assert bad.ret != 0
+    bad.stdout.fnmatch_lines(["*pytest-clinicdb: dev seed tables not found: clinic.nope*"])

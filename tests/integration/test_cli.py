@@ -61,3 +61,23 @@ def test_connection_error_is_exit_2_and_masks_the_password():
     assert result.returncode == 2
     assert "cannot connect" in result.stderr
     assert "s3cret" not in result.stderr + result.stdout
+
+
+def test_dev_seed_table_list_and_unknown_table(empty_db):
+    dsn = empty_db.info.dsn
+    clinicdb("migrate", "--dsn", dsn)
+    bad = clinicdb("seed", "--dev", "--tables", "clinic.nope", "--dsn", dsn)
+    assert bad.returncode == 1
+    assert "dev seed tables not found: clinic.nope" in bad.stderr
+    empty_db.execute(
+        "SELECT audit.ensure_monthly_partitions(date_trunc('month', now()), "
+        "date_trunc('month', now()) + interval '1 month')"
+    )
+    ok = clinicdb(
+        "seed", "--dev", "--tables", "clinic.clinics, clinic.users", "--json", "--dsn", dsn
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["disabled"] == [
+        "clinic.clinics.audit_clinics",
+        "clinic.users.audit_users",
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pytest_clinicdb.errors import DevSeedRefusedError, SeedError
+from pytest_clinicdb.errors import ClinicDBError, DevSeedRefusedError, SeedError
 from pytest_clinicdb.seeds import disabled_triggers, load_dev_seed
 
 pytestmark = pytest.mark.integration
@@ -96,3 +96,19 @@ def test_the_wrapper_refuses_external_servers_unless_allowed(db):
     assert count(db, "clinic.patients") == 0
     load_dev_seed(db, DEV_SEED, external=True, allow_external=True)
     assert count(db, "clinic.patients") > 0
+
+
+def test_an_explicit_table_list_limits_the_disabled_triggers(db):
+    audit_before = count(db, "audit.audit_logs")
+    report = load_dev_seed(db, DEV_SEED, tables=["clinic.clinics"])
+    assert report.disabled == ["clinic.clinics.audit_clinics"]
+    # Patients and the rest were written with their audit triggers on: they were audited.
+    assert count(db, "audit.audit_logs") > audit_before
+    assert set(report.unaudited_rows) == {"clinic.clinics"}
+    assert disabled_triggers(db, ["clinic"]) == []
+
+
+def test_an_unknown_table_in_the_list_is_named_and_nothing_runs(db):
+    with pytest.raises(ClinicDBError, match="dev seed tables not found: clinic.patient, nope"):
+        load_dev_seed(db, DEV_SEED, tables=["clinic.patients", "clinic.patient", "nope"])
+    assert count(db, "clinic.patients") == 0
