@@ -63,6 +63,10 @@ def _is_ident_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_" or ch == "$" or ord(ch) >= 0x80
 
 
+def _ident_at(text: str, i: int) -> bool:
+    return _is_ident_char(text[i])
+
+
 def split_sql(text: str) -> SplitResult:
     """Split ``text`` into statements; empty statements (only comments) are dropped."""
     statements: list[Statement] = []
@@ -187,3 +191,57 @@ def _strip_comments(text: str) -> str:
     """Remove leading/inline comments well enough to read a statement's first words."""
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     return re.sub(r"--[^\n]*", " ", text)
+
+
+_DOLLAR = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
+
+
+def normalize_sql(text: str) -> str:
+    """``text`` without comments and with whitespace runs collapsed, strings kept verbatim.
+
+    Two files with the same normalized text differ only in comments or layout.
+    """
+    out: list[str] = []
+    i, n = 0, len(text)
+    space = False
+
+    def emit(chunk: str) -> None:
+        nonlocal space
+        if space and out:
+            out.append(" ")
+        space = False
+        out.append(chunk)
+
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            space = True
+            i += 1
+        elif text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            space = True
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+            space = True
+        elif ch in "'\"":
+            backslash = ch == "'" and i > 0 and text[i - 1] in "eE"
+            end = _skip_quoted(text, i, ch, backslash)
+            emit(text[i:end])
+            i = end
+        elif ch == "$" and (m := _DOLLAR.match(text, i)) and not (i and _ident_at(text, i - 1)):
+            close = text.find(m.group(0), m.end())
+            end = n if close < 0 else close + len(m.group(0))
+            emit(text[i:end])
+            i = end
+        else:
+            emit(ch)
+            i += 1
+    return "".join(out)

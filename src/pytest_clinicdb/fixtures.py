@@ -142,7 +142,7 @@ def _rolled_back(
     conn = worker.connection()
     tx = conn.transaction(force_rollback=True)
     tx.__enter__()
-    started = conn.execute("SELECT now()").fetchone()
+    started = conn.execute("SELECT extract(epoch FROM now())").fetchone()
     try:
         yield conn
     finally:
@@ -151,7 +151,7 @@ def _rolled_back(
             if not conn.closed and not conn.broken:
                 status = conn.info.transaction_status
                 if status == psycopg.pq.TransactionStatus.INTRANS:
-                    now = conn.execute("SELECT now()").fetchone()
+                    now = conn.execute("SELECT extract(epoch FROM now())").fetchone()
                     leaked = now != started
                 elif status == psycopg.pq.TransactionStatus.IDLE:
                     leaked = True

@@ -1,0 +1,535 @@
+"""The seed and migration checks, returning findings as data (no pytest import).
+
+Every check takes a psycopg connection (or paths) and returns a list of
+:class:`Finding` — empty when all is well.  :mod:`pytest_clinicdb.asserts`
+turns findings into test failures and the command line prints them; neither
+has its own implementation.  Checks that run SQL do it inside a savepoint that
+is rolled back, so they leave the database — and the caller's session
+settings — exactly as they found them, inside ``clinic_db`` too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ._sqlsplit import normalize_sql
+from .errors import ClinicDBError, SeedError
+from .migrations import Migration, discover
+from .partitions import (
+    AUDIT_TABLE,
+    as_instant,
+    covering_sql,
+    month_start,
+    next_month,
+    read_partitions,
+)
+from .seeds import disabled_triggers
+from .sqlfile import execute_file, read_sql_file
+
+LOCK_FILE = "migrations.lock"
+UNSET = None  # app.environment never set in the session
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong: what, and how to fix it."""
+
+    check: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.problem}\n    fix: {self.fix}" if self.fix else self.problem
+
+    def to_dict(self) -> dict[str, str]:
+        return {"check": self.check, "problem": self.problem, "fix": self.fix}
+
+
+def render(title: str, findings: Sequence[Finding]) -> str:
+    lines = [f"{title}: {len(findings)} problem(s)"]
+    lines += [f"  - {str(f).replace(chr(10), chr(10) + '    ')}" for f in findings]
+    return "\n".join(lines)
+
+
+@contextmanager
+def _rolled_back(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    with conn.transaction(force_rollback=True):
+        yield
+
+
+# --------------------------------------------------------------------------- partitions
+
+
+def check_partition_coverage(
+    conn: psycopg.Connection[Any],
+    *timestamps: dt.datetime | dt.date | str,
+    start: dt.datetime | dt.date | str | None = None,
+    end: dt.datetime | dt.date | str | None = None,
+    table: str = AUDIT_TABLE,
+) -> list[Finding]:
+    """Every timestamp, and every instant of ``[start, end)``, must fall in a range partition.
+
+    A timestamp that only a DEFAULT partition would take is a finding too: rows
+    there are silently outside the monthly scheme.
+    """
+    if (start is None) != (end is None):
+        raise ClinicDBError("give both start and end for a range, or neither")
+    pmap = read_partitions(conn, table)
+    findings: list[Finding] = []
+    for raw in timestamps:
+        ts = as_instant(raw)
+        if pmap.find(ts) is not None:
+            continue
+        before, after = pmap.neighbours(ts)
+        near = ", ".join(p.describe() for p in (before, after) if p) or "none"
+        where = (
+            f"it would land in the DEFAULT partition {pmap.default.name}"
+            if pmap.default
+            else "an audited write at that time fails (SQLSTATE 23514)"
+        )
+        findings.append(
+            Finding(
+                "audit-partitions",
+                f"{_fmt(ts)} is not covered by a range partition of {pmap.table}: {where}; "
+                f"nearest partitions: {near}",
+                covering_sql(conn, pmap, month_start(ts), next_month(month_start(ts))),
+            )
+        )
+    if start is not None and end is not None:
+        lo, hi = as_instant(start), as_instant(end)
+        for a, b in pmap.gaps(lo, hi):
+            caught = f" (caught by DEFAULT partition {pmap.default.name})" if pmap.default else ""
+            findings.append(
+                Finding(
+                    "audit-partitions",
+                    f"gap in {pmap.table}: [{_fmt(a)}, {_fmt(b)}) has no range partition{caught}",
+                    covering_sql(conn, pmap, a, b),
+                )
+            )
+    return findings
+
+
+def check_partition_horizon(
+    conn: psycopg.Connection[Any],
+    *,
+    months_ahead: int = 3,
+    now: dt.datetime | None = None,
+    table: str = AUDIT_TABLE,
+) -> list[Finding]:
+    """The current month and ``months_ahead`` more must be covered (the calendar moves on)."""
+    start = month_start(as_instant(now or dt.datetime.now(dt.timezone.utc)))
+    end = start
+    for _ in range(months_ahead + 1):
+        end = next_month(end)
+    return check_partition_coverage(conn, start=start, end=end, table=table)
+
+
+def check_default_partition_empty(
+    conn: psycopg.Connection[Any], table: str = AUDIT_TABLE
+) -> list[Finding]:
+    """No row may sit in a DEFAULT partition (it would block creating the right partition)."""
+    pmap = read_partitions(conn, table)
+    if pmap.default is None:
+        return []
+    row = conn.execute(
+        sql.SQL("SELECT count(*), min({k}), max({k}) FROM {t}").format(
+            k=sql.SQL(pmap.key), t=sql.SQL(pmap.default.name)
+        )
+    ).fetchone()
+    if not row or not row[0]:
+        return []
+    return [
+        Finding(
+            "audit-partitions",
+            f"{row[0]} row(s) of {pmap.table} are in the DEFAULT partition {pmap.default.name} "
+            f"({pmap.key} from {_fmt(row[1])} to {_fmt(row[2])})",
+            "create the monthly partitions for those months (moving the rows out of the DEFAULT "
+            "partition first): " + covering_sql(conn, pmap, as_instant(row[1]), as_instant(row[2])),
+        )
+    ]
+
+
+def audited_timestamps(
+    conn: psycopg.Connection[Any],
+    run: Any,
+    *,
+    table: str = AUDIT_TABLE,
+) -> list[dt.datetime]:
+    """The audit timestamps ``run(conn)`` would write, found by running it and rolling back.
+
+    The partitions' own check would stop an uncovered write; here the audit
+    table's inserts are captured by a temporary ``BEFORE INSERT`` trigger that
+    records the timestamp and lets the write through only into a temporary
+    table, so nothing is written to the audit log at all.
+    """
+    pmap = read_partitions(conn, table)
+    found: list[dt.datetime] = []
+    with _rolled_back(conn):
+        conn.execute("CREATE TEMP TABLE clinicdb_audited (ts timestamptz) ON COMMIT DROP")
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION pg_temp.clinicdb_capture() RETURNS trigger "
+                "LANGUAGE plpgsql AS $f$ BEGIN "
+                "INSERT INTO pg_temp.clinicdb_audited VALUES (NEW.{k}); RETURN NULL; END $f$"
+            ).format(k=sql.Identifier(pmap.key))
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER clinicdb_capture BEFORE INSERT ON {t} "
+                "FOR EACH ROW EXECUTE FUNCTION pg_temp.clinicdb_capture()"
+            ).format(t=sql.SQL(pmap.table))
+        )
+        run(conn)
+        rows = conn.execute("SELECT ts FROM clinicdb_audited ORDER BY ts").fetchall()
+        found = [r[0] for r in rows]
+    return found
+
+
+# --------------------------------------------------------------------------- triggers, audit
+
+
+def check_triggers_enabled(
+    conn: psycopg.Connection[Any], schemas: Sequence[str] = ("clinic",)
+) -> list[Finding]:
+    return [
+        Finding(
+            "triggers",
+            f"trigger {name} is disabled",
+            "ALTER TABLE {} ENABLE TRIGGER {};".format(*name.rsplit(".", 1)),
+        )
+        for name in disabled_triggers(conn, schemas)
+    ]
+
+
+def check_audited(
+    conn: psycopg.Connection[Any], table: str, record_id: object, action: str
+) -> list[Finding]:
+    """An audit row must exist for ``action`` on ``table``'s row ``record_id``."""
+    schema, _, name = table.rpartition(".")
+    schema = schema or "clinic"
+    rows = conn.execute(
+        "SELECT action, count(*) FROM audit.audit_logs WHERE table_schema = %s "
+        "AND table_name = %s AND record_id = %s GROUP BY action ORDER BY action",
+        (schema, name, str(record_id)),
+    ).fetchall()
+    counts = {str(a): int(n) for a, n in rows}
+    if counts.get(action.upper()):
+        return []
+    seen = ", ".join(f"{a} x{n}" for a, n in counts.items()) or "no audit row at all"
+    return [
+        Finding(
+            "audit",
+            f"no {action.upper()} audit row for {schema}.{name} record {record_id} ({seen})",
+            f"check that trigger audit_{name} exists and is enabled on {schema}.{name} and that "
+            "the change really happened in this transaction",
+        )
+    ]
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def _environments_desc(env: str | None) -> str:
+    return "unset" if env is None else repr(env)
+
+
+def check_seed_refuses(
+    target: psycopg.Connection[Any] | str,
+    seed: Path,
+    environments: Iterable[str | None] = (UNSET, "", "production", "staging"),
+) -> list[Finding]:
+    """The seed must raise under each of ``environments`` (``None``: never set in the session).
+
+    Each environment gets a fresh connection (a setting once set in a session
+    is ``''``, never NULL again: only a new session shows the NULL trap) and a
+    transaction that is rolled back whatever happens.
+    """
+    dsn = target if isinstance(target, str) else _dsn_of(target)
+    parsed = read_sql_file(seed, what="seed")
+    findings = []
+    for env in environments:
+        with psycopg.connect(dsn) as conn:
+            try:
+                with conn.transaction(force_rollback=True):
+                    if env is not None:
+                        conn.execute("SELECT set_config('app.environment', %s, true)", (env,))
+                    execute_file(conn, parsed, SeedError)
+            except SeedError as exc:
+                if exc.sqlstate in ("P0001", "42501"):
+                    continue
+                findings.append(
+                    Finding(
+                        "seed-guard",
+                        f"{seed.name} failed under app.environment {_environments_desc(env)} with "
+                        f"an error that is not its guard: {exc.message.splitlines()[0]}",
+                        "the guard must be the first statement and RAISE EXCEPTION",
+                    )
+                )
+                continue
+        findings.append(
+            Finding(
+                "seed-guard",
+                f"{seed.name} ran to the end with app.environment {_environments_desc(env)}: "
+                "its guard did not refuse",
+                "compare coalesce(nullif(current_setting('app.environment', true), ''), "
+                "'<unset>') against the allowed values (a NULL never fails `x <> 'test'`)",
+            )
+        )
+    return findings
+
+
+def _dsn_of(conn: psycopg.Connection[Any]) -> str:
+    params = conn.info.get_parameters()
+    password = conn.info.password
+    if password:
+        params["password"] = password
+    return psycopg.conninfo.make_conninfo("", **params)
+
+
+def _tables(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
+        "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+        "ORDER BY 1",
+        (list(schemas),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _rows_sql(table: str, exclude: Sequence[str]) -> sql.Composable:
+    """Each row of ``table`` as JSON text without the ``exclude`` columns."""
+    drop = sql.SQL("ARRAY[{}]::text[]").format(sql.SQL(", ").join(map(sql.Literal, exclude)))
+    return sql.SQL("SELECT (to_jsonb(t) - {d})::text AS r FROM {t} t").format(
+        d=drop, t=sql.SQL(table)
+    )
+
+
+def _count(conn: psycopg.Connection[Any], query: sql.Composable) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM ({}) c").format(query)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _run_seed(
+    conn: psycopg.Connection[Any], seed: Path, settings: Mapping[str, str] | None
+) -> None:
+    for name, value in (settings or {}).items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    execute_file(conn, read_sql_file(seed, what="seed"), SeedError)
+
+
+def check_seed_idempotent(
+    conn: psycopg.Connection[Any],
+    seed: Path,
+    *,
+    settings: Mapping[str, str] | None = None,
+    exclude_columns: Sequence[str] = (),
+    schemas: Sequence[str] = ("clinic",),
+    sample: int = 3,
+) -> list[Finding]:
+    """Running ``seed`` a second time must change no row of ``schemas``.
+
+    The seed runs twice inside a savepoint that is rolled back; after the first
+    run every table is copied to a temporary table, after the second the two are
+    compared row by row (as JSON, minus ``exclude_columns``).
+    """
+    findings: list[Finding] = []
+    excl = list(exclude_columns)
+    with _rolled_back(conn):
+        _run_seed(conn, seed, settings)
+        tables = _tables(conn, schemas)
+        for i, table in enumerate(tables):
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS ").format(
+                    sql.Identifier(f"clinicdb_fp_{i}")
+                )
+                + _rows_sql(table, excl)
+            )
+        try:
+            with conn.transaction():
+                _run_seed(conn, seed, settings)
+        except SeedError as exc:
+            return [
+                Finding(
+                    "seed-idempotent",
+                    f"second run of {seed.name} failed: {exc.message.splitlines()[0]}",
+                    "make every write idempotent: ON CONFLICT on the key that really conflicts "
+                    "(the natural key, not a generated id)",
+                )
+            ]
+        for i, table in enumerate(tables):
+            snap = sql.Identifier(f"clinicdb_fp_{i}")
+            rows = _rows_sql(table, excl)
+            now_only = sql.SQL("SELECT r FROM ({q}) x EXCEPT ALL SELECT r FROM {s}").format(
+                q=rows, s=snap
+            )
+            before_only = sql.SQL("SELECT r FROM {s} EXCEPT ALL SELECT r FROM ({q}) x").format(
+                q=rows, s=snap
+            )
+            n_now, n_before = (_count(conn, q) for q in (now_only, before_only))
+            if not (n_now or n_before):
+                continue
+            limit = sql.SQL(" LIMIT {}").format(sql.Literal(sample))
+            detail = "".join(
+                f"\n      {sign} {r[0]}"
+                for sign, q in (("+", now_only), ("-", before_only))
+                for r in conn.execute(q + limit).fetchall()
+            )
+            findings.append(
+                Finding(
+                    "seed-idempotent",
+                    f"second run of {seed.name} changed {table}: {n_now} row(s) now, "
+                    f"{n_before} row(s) before differ (first {sample} of each):{detail}",
+                    "make every write idempotent: ON CONFLICT on the natural key (or id) "
+                    "with DO NOTHING, or exclude volatile columns with exclude_columns",
+                )
+            )
+    return findings
+
+
+def seed_snapshot(
+    conn: psycopg.Connection[Any],
+    seed: Path,
+    *,
+    settings: Mapping[str, str] | None = None,
+    mask_columns: Sequence[str] = (),
+    schemas: Sequence[str] = ("clinic",),
+) -> str:
+    """A stable text dump of the rows ``seed`` adds, per table, in a rolled-back savepoint.
+
+    Rows are JSON with sorted keys, masked columns shown as ``"***"``, sorted;
+    tables the seed does not change are left out.  Commit it and diff it in review.
+    """
+    out: list[str] = [f"# rows added by {seed.name}"]
+    with _rolled_back(conn):
+        tables = _tables(conn, schemas)
+        before = {t: _row_set(conn, t) for t in tables}
+        _run_seed(conn, seed, settings)
+        for table in tables:
+            added = sorted(_masked(r, mask_columns) for r in _row_set(conn, table) - before[table])
+            if added:
+                out.append(f"\n## {table} ({len(added)} row(s))")
+                out.extend(added)
+    return "\n".join(out) + "\n"
+
+
+def _row_set(conn: psycopg.Connection[Any], table: str) -> set[str]:
+    rows = conn.execute(sql.SQL("SELECT to_jsonb(t)::text FROM {} t").format(sql.SQL(table)))
+    return {str(r[0]) for r in rows.fetchall()}
+
+
+def _masked(row: str, mask: Sequence[str]) -> str:
+    data = json.loads(row)
+    for col in mask:
+        if col in data:
+            data[col] = "***"
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- migration lock
+
+
+def lock_entries(migrations: Sequence[Migration]) -> list[dict[str, str]]:
+    return [
+        {
+            "name": m.name,
+            "sha256": m.checksum,
+            "normalized_sha256": hashlib.sha256(normalize_sql(m.file.text).encode()).hexdigest(),
+        }
+        for m in migrations
+    ]
+
+
+def write_lock(migrations_dir: Path, lock_path: Path | None = None) -> Path:
+    """Write the checksum lock file beside the migrations (``database/migrations.lock``)."""
+    lock_path = lock_path or migrations_dir.parent / LOCK_FILE
+    entries = lock_entries(discover(migrations_dir))
+    body = {"format": 1, "migrations": entries}
+    lock_path.write_text(json.dumps(body, indent=2) + "\n")
+    return lock_path
+
+
+def check_migration_lock(migrations_dir: Path, lock_path: Path | None = None) -> list[Finding]:
+    """Historical migrations must match the lock: bytes, names, order."""
+    lock_path = lock_path or migrations_dir.parent / LOCK_FILE
+    relock = f"review the change, then run `clinicdb lock` to refresh {lock_path.name}"
+    try:
+        locked = json.loads(lock_path.read_text())["migrations"]
+    except FileNotFoundError:
+        return [
+            Finding(
+                "migration-lock",
+                f"no lock file {lock_path}",
+                "run `clinicdb lock` and commit the file",
+            )
+        ]
+    except (ValueError, KeyError, TypeError) as exc:
+        return [Finding("migration-lock", f"{lock_path} is not a valid lock file: {exc}", relock)]
+    current = {e["name"]: e for e in lock_entries(discover(migrations_dir))}
+    findings = []
+    last_locked = max((e["name"] for e in locked), default="", key=_order_key)
+    for entry in locked:
+        now = current.get(entry["name"])
+        if now is None:
+            findings.append(
+                Finding(
+                    "migration-lock",
+                    f"{entry['name']} was removed or renamed (it is in the lock file)",
+                    "restore it: applied migrations are never removed or renamed; "
+                    "write a new migration instead",
+                )
+            )
+        elif now["sha256"] != entry["sha256"]:
+            kind = (
+                "only comments or whitespace changed"
+                if now["normalized_sha256"] == entry["normalized_sha256"]
+                else "its SQL changed"
+            )
+            findings.append(
+                Finding(
+                    "migration-lock",
+                    f"{entry['name']} was edited after it was locked: {kind}",
+                    "revert it and put the change in a new migration"
+                    if kind == "its SQL changed"
+                    else "revert the edit, or " + relock,
+                )
+            )
+    locked_names = {e["name"] for e in locked}
+    for name in current:
+        if name in locked_names:
+            continue
+        if _order_key(name) < _order_key(last_locked):
+            findings.append(
+                Finding(
+                    "migration-lock",
+                    f"new migration {name} sorts before the locked {last_locked}: databases that "
+                    "already ran the later ones would apply it out of order",
+                    "renumber it after the last existing migration",
+                )
+            )
+        else:
+            findings.append(
+                Finding("migration-lock", f"new migration {name} is not in the lock file", relock)
+            )
+    return findings
+
+
+def _order_key(name: str) -> tuple[int, str]:
+    head = name.split("_", 1)[0]
+    return (int(head), name) if head.isdigit() else (-1, name)
+
+
+def _fmt(ts: object) -> str:
+    if isinstance(ts, dt.datetime):
+        return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
+    return str(ts)
