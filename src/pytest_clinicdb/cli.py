@@ -79,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated tables whose triggers are disabled "
         "(default: the tables 002 writes to)",
     )
+    lk = sub.add_parser(
+        "lock", help="write or refresh the migration checksum lock file (migrations.lock)"
+    )
+    lk.add_argument(
+        "--migrations",
+        type=Path,
+        default=Path(os.environ.get("CLINICDB_MIGRATIONS", "database/migrations")),
+        help="migrations directory (default database/migrations)",
+    )
+    lk.add_argument("--lock", type=Path, help="lock file (default: migrations.lock beside it)")
+    lk.add_argument("--json", action="store_true", help="machine-readable output")
     d = sub.add_parser(
         "down", help="stop the kept servers of the pytest plugin that no running test run uses"
     )
@@ -99,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "down":
         return _down(args)
+    if args.command == "lock":
+        return _lock(args)
     if not args.dsn:
         print("clinicdb: no target database: pass --dsn or set CLINICDB_DSN", file=sys.stderr)
         return EXIT_USAGE
@@ -173,6 +186,25 @@ def _dev_seed(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
         for n in report.notices:
             print(n)
         print(report.summary())
+    return EXIT_OK
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from .checks import check_migration_lock, write_lock
+
+    try:
+        before = check_migration_lock(args.migrations, args.lock)
+        path = write_lock(args.migrations, args.lock)
+    except ClinicDBError as exc:
+        print(f"clinicdb: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    changes = [f.problem for f in before if not f.problem.startswith("no lock file")]
+    if args.json:
+        print(json.dumps({"ok": True, "lock": str(path), "changes": changes}))
+    else:
+        for change in changes:
+            print(f"recorded: {change}")
+        print(f"wrote {path} ({len(json.loads(path.read_text())['migrations'])} migrations)")
     return EXIT_OK
 
 

@@ -143,6 +143,13 @@ OPTIONS: tuple[OptionSpec, ...] = (
         False,
     ),
     OptionSpec(
+        "check",
+        "run the seed author's battery (lock file, seed idempotency and guards, triggers, "
+        "audit partitions) instead of the collected tests",
+        "bool",
+        False,
+    ),
+    OptionSpec(
         "timings",
         "print where the set-up time went: server start, each migration, seeds, clones",
         "bool",
@@ -173,6 +180,7 @@ class Settings:
     keep_templates: int = 5
     keep_failed: bool = False
     timings: bool = False
+    check: bool = False
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -289,6 +297,7 @@ def resolve(
         keep_templates=int(str(values["keep_templates"])),
         keep_failed=bool(values["keep_failed"]),
         timings=bool(values["timings"]),
+        check=bool(values["check"]),
         dev_seed=bool(values["dev_seed"]),
         dev_seed_mode=str(values["dev_seed_mode"]),
         environment=str(values["environment"]),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from . import battery
 from . import fixtures as _fixtures
 from ._state import ENGINE_KEY, PHASE_REPORTS_KEY, engine_of
 from .config import OPTIONS, resolve
@@ -85,6 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(f"pytest-clinicdb: {exc}") from None
     config.stash[ENGINE_KEY] = engine
     config.pluginmanager.register(_fixtures, "clinicdb-fixtures")
+    if settings.check:
+        # --clinicdb-check: collect the battery module instead of the given paths.
+        config.args[:] = [battery.__file__]
 
 
 @pytest.hookimpl(optionalhook=True)

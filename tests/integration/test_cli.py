@@ -81,3 +81,25 @@ def test_dev_seed_table_list_and_unknown_table(empty_db):
         "clinic.clinics.audit_clinics",
         "clinic.users.audit_users",
     ]
+
+
+def test_lock_writes_the_lock_file_and_reports_what_it_records(tmp_path):
+    import shutil
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(REPO / "database" / "migrations", migrations)
+    first = clinicdb("lock", "--migrations", str(migrations), "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {
+        "ok": True,
+        "lock": str(tmp_path / "migrations.lock"),
+        "changes": [],
+    }
+    (migrations / "018_next.sql").write_text("SELECT 1;\n")
+    again = clinicdb("lock", "--migrations", str(migrations))
+    assert again.stdout.splitlines() == [
+        "recorded: new migration 018_next.sql is not in the lock file",
+        f"wrote {tmp_path / 'migrations.lock'} (18 migrations)",
+    ]
+    missing = clinicdb("lock", "--migrations", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "nope" in missing.stderr
