@@ -107,6 +107,22 @@ def test_a_default_partition_catch_is_a_finding(clinic_db):
     assert "2031-03-05 10:00:00+00" in str(info.value)
 
 
+def test_sub_partitions_are_listed(clinic_db):
+    clinic_db.execute(
+        "CREATE TABLE audit.audit_logs_p2032_01 PARTITION OF audit.audit_logs "
+        "FOR VALUES FROM ('2032-01-01 00:00+00') TO ('2032-02-01 00:00+00') "
+        "PARTITION BY RANGE (created_at)"
+    )
+    clinic_db.execute(
+        "CREATE TABLE audit.audit_logs_p2032_01_rest PARTITION OF audit.audit_logs_p2032_01 "
+        "FOR VALUES FROM (MINVALUE) TO (MAXVALUE)"
+    )
+    part = read_partitions(clinic_db).find(dt.datetime(2032, 1, 9, tzinfo=UTC))
+    assert part is not None and part.name == "audit.audit_logs_p2032_01"
+    assert part.subpartitions == ("audit.audit_logs_p2032_01_rest",)
+    assert_audit_partitions_cover(clinic_db, "2032-01-09T00:00:00+00:00")
+
+
 def test_horizon_moves_with_the_calendar(clinic_db):
     assert_audit_partitions_cover_horizon(clinic_db)  # set-up ensured this month + 3
     with pytest.raises(AssertionError, match=r"gap in audit.audit_logs: \[2031-01-01"):
