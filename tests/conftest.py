@@ -184,3 +184,26 @@ def project(pytester: pytest.Pytester, cache_dir: Path) -> Project:
         proj.migration(name, sql)
     proj.seed("001_system_seed.sql", SMALL_SEED)
     return proj
+
+
+@pytest.fixture
+def external_server(cache_dir: Path) -> Iterator[tuple[str, str]]:
+    """A server run for the test as a CI service would be: (superuser DSN, DSN of a role that
+    may only create databases and is a member of clinic_app)."""
+    from pytest_clinicdb.binaries import find_binaries, make_reachable
+
+    account = server_account(None)
+    binaries = make_reachable(find_binaries(None, "default"), account, cache_dir)
+    # Beside the project's cache, not in it: the service is not the plugin's to clean up.
+    cluster = EmbeddedCluster(cache_dir.with_name("service-" + cache_dir.name), binaries, account)
+    info = cluster.ensure_running()
+    password = uuid.uuid4().hex
+    with psycopg.connect(info.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE app_ci LOGIN CREATEDB PASSWORD '{password}'")
+        admin.execute("CREATE ROLE clinic_app NOLOGIN")
+        admin.execute("GRANT clinic_app TO app_ci")
+    try:
+        yield info.dsn, f"postgresql://app_ci:{password}@127.0.0.1:{info.tcp_port}/postgres"
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cluster.paths.root, ignore_errors=True)

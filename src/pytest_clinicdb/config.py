@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-BACKENDS = ("embedded",)
+BACKENDS = ("embedded", "docker", "external")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -50,7 +50,33 @@ class OptionSpec:
 
 
 OPTIONS: tuple[OptionSpec, ...] = (
-    OptionSpec("backend", "where the server comes from", "choice", "embedded", BACKENDS),
+    OptionSpec(
+        "backend",
+        "where the server comes from: local binaries (embedded), a testcontainers container "
+        "(docker) or an existing server (external, with --clinicdb-dsn)",
+        "choice",
+        "embedded",
+        BACKENDS,
+    ),
+    OptionSpec(
+        "dsn",
+        "connection string of the existing server for the external backend "
+        "(its role needs CREATEDB)",
+        "str",
+        metavar="DSN",
+    ),
+    OptionSpec(
+        "image",
+        "docker image for the docker backend (default postgres:<--clinicdb-pg-version or 17>)",
+        "str",
+        metavar="IMAGE",
+    ),
+    OptionSpec(
+        "allow_external_dev_seed",
+        "allow the DEV/TEST ONLY seed 002 on the external backend's server",
+        "bool",
+        False,
+    ),
     OptionSpec(
         "pg_bin",
         "directory with the PostgreSQL programs (postgres, initdb) to use",
@@ -175,6 +201,9 @@ class Settings:
     dev_seed_mode: str = "audit"
     environment: str = "test"
     reuse: bool = True
+    dsn: str | None = field(default=None, repr=False)
+    image: str | None = None
+    allow_external_dev_seed: bool = False
     dev_seed_tables: tuple[str, ...] | None = None
     rebuild: bool = False
     keep_templates: int = 5
@@ -289,8 +318,27 @@ def resolve(
             f"{sources.get('keep_templates', 'keep_templates')}: must be at least 1",
             hint="the template of the current run is always kept",
         )
+    if values["backend"] == "external" and not values["dsn"]:
+        raise ConfigError(
+            f"{sources.get('backend', '--clinicdb-backend')}: the external backend needs a server",
+            hint="give its connection string with --clinicdb-dsn or CLINICDB_DSN",
+        )
+    if values["dsn"] and values["backend"] != "external" and sources["dsn"] != "CLINICDB_DSN":
+        # CLINICDB_DSN is shared with the clinicdb command: only the option and ini are errors.
+        raise ConfigError(
+            f"{sources['dsn']} is only used by the external backend",
+            hint="add --clinicdb-backend external (or ini clinicdb_backend = external)",
+        )
+    if values["image"] and values["backend"] != "docker":
+        raise ConfigError(
+            f"{sources['image']} is only used by the docker backend",
+            hint="add --clinicdb-backend docker",
+        )
     cache = values["cache_dir"]
     return Settings(
+        dsn=str(values["dsn"]) if values["backend"] == "external" else None,
+        image=values["image"],  # type: ignore[arg-type]
+        allow_external_dev_seed=bool(values["allow_external_dev_seed"]),
         reuse=bool(values["reuse"]),
         dev_seed_tables=_table_list(values["dev_seed_tables"], sources.get("dev_seed_tables")),
         rebuild=bool(values["rebuild"]),

@@ -45,7 +45,10 @@ from .pool import ClonePool
 from .runs import RunRef, pid_alive, process_start_time
 from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, find_seed, load_dev_seed
 from .server import ServerInfo
-from .server.embedded import EmbeddedCluster
+from .server.docker import STATE as DOCKER_STATE
+from .server.docker import DockerServer, image_for
+from .server.embedded import SPEED_SETTINGS, EmbeddedCluster
+from .server.external import connect_external
 from .templates import (
     PREFIX,
     TemplateInfo,
@@ -191,6 +194,10 @@ class Engine:
             self._cluster = EmbeddedCluster(self.cluster_root(), binaries, self.account())
         return self._cluster
 
+    def docker(self) -> DockerServer:
+        image = image_for(self.settings.image, self.settings.pg_version)
+        return DockerServer(self.run_dir, image, SPEED_SETTINGS)
+
     def server(self) -> ServerInfo:
         def start() -> ServerInfo:
             self.migrations()  # a missing directory fails before a server starts
@@ -200,14 +207,28 @@ class Engine:
             os.chmod(cache, 0o755)
             self._write_owner()
             self._unmarked += reap_dead_runs(cache, keep=self.run_id)
-            cluster = self.cluster()
-            stop_idle_clusters(cache, skip=cluster.paths.root)
-            info = cluster.ensure_running(user=self.run)
-            self._write_report(
-                server=info.binaries,
-                cluster=str(cluster.paths.root),
-                server_start={"how": cluster.how, **cluster.timings},
-            )
+            backend = self.settings.backend
+            if backend == "external":
+                assert self.settings.dsn is not None
+                t0 = time.perf_counter()
+                info = connect_external(self.settings.dsn, pg_version=self.settings.pg_version)
+                how = "connected to the external server"
+                start = {"how": how, "connect": time.perf_counter() - t0}
+                self._write_report(server=info.binaries, server_start=start)
+            elif backend == "docker":
+                t0 = time.perf_counter()
+                info = self.docker().ensure_running()
+                start = {"how": "docker container", "start": time.perf_counter() - t0}
+                self._write_report(server=info.binaries, server_start=start)
+            else:
+                cluster = self.cluster()
+                stop_idle_clusters(cache, skip=cluster.paths.root)
+                info = cluster.ensure_running(user=self.run)
+                self._write_report(
+                    server=info.binaries,
+                    cluster=str(cluster.paths.root),
+                    server_start={"how": cluster.how, **cluster.timings},
+                )
             self._collect_garbage_once(info)
             return info
 
@@ -298,6 +319,8 @@ class Engine:
                         environment=self.settings.environment,
                         mode=self.settings.dev_seed_mode,
                         tables=self.settings.dev_seed_tables,
+                        external=self.settings.backend == "external",
+                        allow_external=self.settings.allow_external_dev_seed,
                     )
                     info.notices.extend(report.notices)
                     info.dev_seed = report.summary()
@@ -476,6 +499,8 @@ class Engine:
             EmbeddedCluster(root, _NO_BINARIES, None).release(self.run_id, stop=not kept)
         if kept and self.run_dir in roots:
             return  # the run's own cluster stays up for the kept databases
+        if self.settings.backend == "docker" and not kept:
+            self.docker().stop()
         if self.run_dir.exists():
             EmbeddedCluster(self.run_dir, _NO_BINARIES, None).destroy()
 
@@ -515,6 +540,8 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
         if not alive:
             with contextlib.suppress(OSError):
                 journaled += (run_dir / JOURNAL).read_text().split()
+            if (run_dir / DOCKER_STATE).exists():
+                DockerServer(run_dir, "", {}).stop()
             EmbeddedCluster(run_dir, _NO_BINARIES, None).destroy()
             shutil.rmtree(run_dir, ignore_errors=True)
     return journaled

@@ -17,6 +17,8 @@ from .config import OPTIONS, resolve
 from .engine import Engine
 from .errors import ClinicDBError
 from .report import summary_lines, timing_lines
+from .server import mask_dsn
+from .server.docker import image_for
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,7 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         engine = Engine(settings, secrets.token_hex(4), "main", os.getpid(), is_owner=True)
         atexit.register(engine.shutdown)
-        if settings.pg_bin is not None or settings.pg_version is not None:
+        explicit = settings.pg_bin is not None or settings.pg_version is not None
+        if settings.backend == "embedded" and explicit:
             try:
                 engine.binaries()  # an explicit choice that cannot be met is a usage error
             except ClinicDBError as exc:
@@ -103,16 +106,21 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     engine = engine_of(config)
     s = engine.settings
     lines = []
-    try:
-        binaries = engine.binaries().describe()
-    except ClinicDBError as exc:
-        binaries = f"no usable PostgreSQL ({exc.message})"
-    try:
-        account = engine.account()
-    except ClinicDBError:
-        account = None
-    who = f", server runs as {account.name}" if account else ""
-    lines.append(f"clinicdb: backend {s.backend}, {binaries}{who}")
+    if s.backend == "external":
+        lines.append(f"clinicdb: backend external, server {mask_dsn(s.dsn or '')}")
+    elif s.backend == "docker":
+        lines.append(f"clinicdb: backend docker, image {image_for(s.image, s.pg_version)}")
+    else:
+        try:
+            binaries = engine.binaries().describe()
+        except ClinicDBError as exc:
+            binaries = f"no usable PostgreSQL ({exc.message})"
+        try:
+            account = engine.account()
+        except ClinicDBError:
+            account = None
+        who = f", server runs as {account.name}" if account else ""
+        lines.append(f"clinicdb: backend {s.backend}, {binaries}{who}")
     try:
         migrations = f"{len(engine.migrations())} migrations in {s.display_path(s.migrations)}"
     except ClinicDBError as exc:
@@ -123,13 +131,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     except ClinicDBError as exc:
         seeds = f"seeds unusable ({exc.message})"
     lines.append(f"clinicdb: {migrations}, {seeds}; cache {s.cache_dir}")
-    reuse = "reuse on" if s.reuse else "reuse off (--clinicdb-no-reuse)"
-    try:
-        variants = ["dev"] if s.dev_seed else ["base"]
-        hints = "; ".join(engine.template_hint(v) for v in variants)
-    except (ClinicDBError, OSError) as exc:
-        hints = f"template unknown ({exc})"
-    lines.append(f"clinicdb: {hints}; {reuse}")
+    if s.backend == "embedded":
+        reuse = "reuse on" if s.reuse else "reuse off (--clinicdb-no-reuse)"
+        try:
+            variants = ["dev"] if s.dev_seed else ["base"]
+            hints = "; ".join(engine.template_hint(v) for v in variants)
+        except (ClinicDBError, OSError) as exc:
+            hints = f"template unknown ({exc})"
+        lines.append(f"clinicdb: {hints}; {reuse}")
     lines.append(
         "clinicdb: test set-up covers audit partitions for the current month and the next three "
         "(test-only; production relies on scheduled maintenance)"

@@ -53,10 +53,12 @@ def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
     lines = []
     servers = sorted({str(r["server"]) for r in reports if r.get("server")})
     hows = sorted({str(r["server_start"]["how"]) for r in reports if r.get("server_start")})
+    embedded = any(r.get("cluster") for r in reports)
     mode = "kept between runs" if reuse else "removed at the end of the run"
     for server in servers:
         how = f" ({'; '.join(h for h in hows if h)})" if any(hows) else ""
-        lines.append(f"clinicdb: server {server}{how}; data directory {mode}")
+        kept = f"; data directory {mode}" if embedded else ""
+        lines.append(f"clinicdb: server {server}{how}{kept}")
     entries = template_reports(reports)
     for variant in sorted({str(e["variant"]) for e in entries}):
         of_variant = [e for e in entries if e["variant"] == variant]

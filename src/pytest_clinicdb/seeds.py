@@ -290,14 +290,22 @@ def load_dev_seed(
     if external and not allow_external:
         raise DevSeedRefusedError(
             f"refusing to load the DEV/TEST ONLY seed {path.name} into an external server",
-            hint="pass allow_external=True only if that server is "
-            "a disposable development or test server",
+            hint="allow it explicitly (pytest: --clinicdb-allow-external-dev-seed; library: "
+            "allow_external=True) only if that server is a disposable development or test server",
         )
     if mode not in TRIGGER_MODES:
         raise ClinicDBError(
             f"unknown trigger mode {mode!r}", hint="valid values: " + ", ".join(TRIGGER_MODES)
         )
     seed = read_sql_file(path, what="seed")
+    if mode == "all":
+        row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not row or not row[0]:
+            raise DevSeedRefusedError(
+                f"dev seed mode all needs a superuser: DISABLE TRIGGER ALL also disables the "
+                f"system foreign-key triggers, which only a superuser may touch ({path.name})",
+                hint="use mode audit (the default) or user: foreign keys stay enforced",
+            )
     if tables is not None:
         targets = resolve_tables(conn, tables)
     else:

@@ -18,6 +18,7 @@ def empty_db(clinic_postgres: ServerInfo) -> Iterator[psycopg.Connection[object]
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
             with psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True) as conn:
+                conn.full_dsn = clinic_postgres.dsn_for(name)  # type: ignore[attr-defined]
                 yield conn
         finally:
             drop_database(admin, name)

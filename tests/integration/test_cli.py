@@ -25,7 +25,7 @@ def clinicdb(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_migrate_seed_and_dev_seed_on_an_empty_database(empty_db):
-    dsn = empty_db.info.dsn
+    dsn = empty_db.full_dsn
     first = clinicdb("migrate", "--dsn", dsn, "--json")
     assert first.returncode == 0, first.stderr
     assert len(json.loads(first.stdout)["applied"]) == 17
@@ -46,8 +46,8 @@ def test_migrate_seed_and_dev_seed_on_an_empty_database(empty_db):
 
 
 def test_dev_seed_refuses_production(empty_db):
-    clinicdb("migrate", "--dsn", empty_db.info.dsn)
-    result = clinicdb("seed", "--dev", "--environment", "production", "--dsn", empty_db.info.dsn)
+    clinicdb("migrate", "--dsn", empty_db.full_dsn)
+    result = clinicdb("seed", "--dev", "--environment", "production", "--dsn", empty_db.full_dsn)
     assert result.returncode == 1
     assert (
         "refusing to load the DEV/TEST ONLY seed 002_dev_seed.sql: target environment is 'production'"
@@ -64,7 +64,7 @@ def test_connection_error_is_exit_2_and_masks_the_password():
 
 
 def test_dev_seed_table_list_and_unknown_table(empty_db):
-    dsn = empty_db.info.dsn
+    dsn = empty_db.full_dsn
     clinicdb("migrate", "--dsn", dsn)
     bad = clinicdb("seed", "--dev", "--tables", "clinic.nope", "--dsn", dsn)
     assert bad.returncode == 1

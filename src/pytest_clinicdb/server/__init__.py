@@ -30,6 +30,9 @@ class ServerInfo:
     log_path: Path | None = None
     binaries: str = ""
     tcp_port: int | None = None
+    superuser: bool = True
+    #: Further connection parameters of a given DSN (sslmode, options …), kept for every database.
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def dsn(self) -> str:
@@ -44,6 +47,7 @@ class ServerInfo:
         }
         if self.password:
             params["password"] = self.password
+        params.update(self.extra)
         return make_conninfo("", **params)
 
     @property
