@@ -570,6 +570,7 @@ def stop_idle_clusters(
                     result["stopped"].append(root)
                 if delete or not _bindir_exists(cluster):
                     shutil.rmtree(root, ignore_errors=True)
+                    cluster.paths.lock.unlink(missing_ok=True)
                     result["deleted"].append(root)
         except Timeout:
             result["busy"].append(root)

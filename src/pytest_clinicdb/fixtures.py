@@ -9,8 +9,9 @@ The chain, each link overridable in a ``conftest.py``::
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import psycopg
@@ -136,6 +137,18 @@ def _clinicdb_worker_dev(
     db.close()
 
 
+def _warn_commit_and_renew(request: pytest.FixtureRequest, worker: _WorkerDatabase) -> None:
+    warnings.warn(
+        pytest.PytestWarning(
+            f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
+            "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
+            "Use clinic_db_fresh for code that commits."
+        ),
+        stacklevel=1,
+    )
+    worker.renew()
+
+
 def _rolled_back(
     request: pytest.FixtureRequest, worker: _WorkerDatabase
 ) -> Iterator[psycopg.Connection[Any]]:
@@ -159,15 +172,7 @@ def _rolled_back(
         except psycopg.Error:
             leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         if leaked:
-            warnings.warn(
-                pytest.PytestWarning(
-                    f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
-                    "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
-                    "Use clinic_db_fresh for code that commits."
-                ),
-                stacklevel=1,
-            )
-            worker.renew()
+            _warn_commit_and_renew(request, worker)
 
 
 @pytest.fixture
@@ -250,3 +255,63 @@ def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
     finally:
         conn.close()
+
+
+_STARTED = "SELECT extract(epoch FROM now())"
+
+
+async def _rolled_back_async(
+    request: pytest.FixtureRequest, worker: _WorkerDatabase
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    dsn = worker.engine.server().dsn_for(worker.name)
+    conn = await psycopg.AsyncConnection.connect(dsn)
+    leaked = False
+    try:
+        async with conn.transaction(force_rollback=True):
+            started = await (await conn.execute(_STARTED)).fetchone()
+            yield conn
+            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                leaked = await (await conn.execute(_STARTED)).fetchone() != started
+            else:
+                leaked = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    except psycopg.Error:
+        leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        await conn.close()
+    if leaked:
+        _warn_commit_and_renew(request, worker)
+
+
+_ASYNC_DOC = """A psycopg 3 ``AsyncConnection`` with the isolation of ``clinic_db``.
+
+    The test runs inside ``conn.transaction(force_rollback=True)`` on this
+    worker's clone of the template (its own connection, opened in the test's
+    event loop): everything it writes is rolled back.  The dev seed marker and
+    option apply as for ``clinic_db``.  Needs pytest-asyncio
+    (``pip install "pytest-clinicdb[async]"``); mark the test
+    ``@pytest.mark.asyncio`` (or set ``asyncio_mode = auto``).
+    """
+
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    import pytest_asyncio
+
+    @pytest_asyncio.fixture
+    async def clinic_db_async(
+        request: pytest.FixtureRequest,
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
+        async for conn in _rolled_back_async(request, request.getfixturevalue(name)):
+            yield conn
+
+else:  # pragma: no cover - exercised by an acceptance test without pytest-asyncio
+
+    @pytest.fixture
+    def clinic_db_async() -> None:
+        pytest.fail(
+            "pytest-clinicdb: clinic_db_async needs pytest-asyncio, which is not installed: "
+            'pip install "pytest-clinicdb[async]" (or pytest-asyncio)',
+            pytrace=False,
+        )
+
+
+clinic_db_async.__doc__ = _ASYNC_DOC

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from ..conftest import REPO
@@ -103,3 +104,107 @@ def test_lock_writes_the_lock_file_and_reports_what_it_records(tmp_path):
     ]
     missing = clinicdb("lock", "--migrations", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "nope" in missing.stderr
+
+
+def migrated(empty_db) -> str:
+    dsn = empty_db.full_dsn
+    assert clinicdb("migrate", "--dsn", dsn).returncode == 0
+    return dsn
+
+
+def test_status_one_screen_and_its_failures(empty_db, tmp_path):
+    dsn = migrated(empty_db)
+    empty_db.execute(
+        "SELECT audit.ensure_monthly_partitions(date_trunc('month', now()), "
+        "date_trunc('month', now()) + interval '4 months')"
+    )
+    ok = clinicdb("status", "--dsn", dsn)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "migrations:  17 applied, 0 pending" in ok.stdout
+    assert "partitions:  covered (this month + 3)" in ok.stdout
+    assert "triggers:    all enabled" in ok.stdout
+    assert "password" not in ok.stdout or "password=***" in ok.stdout
+
+    empty_db.execute("ALTER TABLE clinic.patients DISABLE TRIGGER audit_patients")
+    bad = clinicdb("status", "--dsn", dsn, "--months-ahead", "60", "--json")
+    assert bad.returncode == 1
+    data = json.loads(bad.stdout)
+    assert data["ok"] is False and data["applied"] == 17 and data["pending"] == []
+    problems = [p["problem"] for p in data["problems"]]
+    assert any(p.startswith("gap in audit.audit_logs") for p in problems)
+    assert "trigger clinic.patients.audit_patients is disabled" in problems
+
+
+def test_partitions_show_ensure_and_refusal(empty_db):
+    dsn = migrated(empty_db)
+    shown = clinicdb("partitions", "--dsn", dsn, "--json")
+    data = json.loads(shown.stdout)
+    assert data["partitions"][0] == {
+        "name": "audit.audit_logs_p2025_01",
+        "from": "2025-01-01T00:00:00+00:00",
+        "to": "2025-02-01T00:00:00+00:00",
+    }
+    labelled = dsn + " options='-c app.environment=production'"
+    refused = clinicdb("partitions", "--dsn", labelled, "--ensure", "2031-01-01", "2031-03-01")
+    assert refused.returncode == 2
+    assert "refusing --ensure on a target labelled app.environment=production" in refused.stderr
+    done = clinicdb("partitions", "--dsn", dsn, "--ensure", "2031-01-01", "2031-03-01")
+    assert done.stdout.splitlines()[0] == "created 2 partition(s)"
+    assert (
+        "audit.audit_logs_p2031_02 [2031-02-01 00:00:00+00, 2031-03-01 00:00:00+00)" in done.stdout
+    )
+
+
+def test_check_runs_the_battery_and_reports_json(tmp_path):
+    import shutil
+
+    database = tmp_path / "database"
+    shutil.copytree(REPO / "database", database)
+    good = clinicdb(
+        "check",
+        "--migrations",
+        str(database / "migrations"),
+        "--seeds",
+        str(database / "seeds"),
+        "--json",
+    )
+    data = json.loads(good.stdout)
+    assert good.returncode == 0 and data["ok"] is True, good.stdout
+    assert len(data["checks"]) == 7
+    assert {c["outcome"] for c in data["checks"]} == {"passed"}
+
+    (database / "migrations" / "003_updated_at_function.sql").write_text("SELECT 1;\n")
+    bad = clinicdb(
+        "check", "--migrations", str(database / "migrations"), "--seeds", str(database / "seeds")
+    )
+    assert bad.returncode == 1
+    assert "FAILED   test_clinicdb_migrations_match_the_lock_file" in bad.stdout
+    assert "003_updated_at_function.sql was edited after it was locked" in bad.stdout
+
+
+def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
+    from pytest_clinicdb.config import default_cache_dir
+
+    from ..conftest import postgres_processes
+
+    cache = default_cache_dir().parent / f"clinicdb-test-up-{tmp_path.name[-8:]}"
+    try:
+        up = clinicdb("up", "--cache-dir", str(cache), "--json")
+        assert up.returncode == 0, up.stderr
+        data = json.loads(up.stdout)
+        assert data["database"] == "clinicdb_up"
+        with psycopg.connect(data["dsn"]) as conn:
+            assert conn.execute("SELECT count(*) FROM clinic.feature_flags").fetchone()[0] > 0
+            conn.execute("CREATE TABLE my_notes (t text)")
+            conn.commit()
+        again = clinicdb("up", "--cache-dir", str(cache))
+        assert "database clinicdb_up (reused)" in again.stdout
+        assert postgres_processes(str(cache)), "the server outlives the command"
+        down = clinicdb("down", "--cache-dir", str(cache))
+        assert down.returncode == 0 and down.stdout.startswith("stopped: ")
+        assert postgres_processes(str(cache)) == []
+    finally:
+        clinicdb("down", "--cache-dir", str(cache), "--clean")
+        import shutil
+
+        shutil.rmtree(cache, ignore_errors=True)
