@@ -157,7 +157,6 @@ def audit_trail() -> Callable[[Conn, str, object], list[tuple[Any, ...]]]:
     return audit_rows
 
 
-@dataclass(frozen=True)
 class DevSeed:
     """Ids of the DEV/TEST ONLY sample rows of ``database/seeds/002_dev_seed.sql``."""
 
@@ -170,7 +169,6 @@ class DevSeed:
     casey: UUID = UUID("5eed0400-0000-4000-8000-000000000003")  # Hilltop
     slot_booked: UUID = UUID("5eed0a00-0000-4000-8000-000000000001")  # booked by Terry
     slot_open: UUID = UUID("5eed0a00-0000-4000-8000-000000000002")  # never booked
-    seed_ts: dt.datetime = dt.datetime(2025, 1, 15, 9, 0, tzinfo=dt.timezone.utc)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def record_payment(
             " status, method, provider, provider_reference, paid_at)"
             " VALUES (%(clinic)s, %(patient)s, %(appointment)s, %(amount)s, %(currency)s,"
             " %(status)s, %(method)s, %(provider)s, %(reference)s,"
-            " CASE WHEN %(status)s = 'succeeded' THEN now() END)"
+            " CASE WHEN %(status)s::clinic.payment_status = 'succeeded' THEN now() END)"
             " RETURNING id",
             {
                 "clinic": clinic_id,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import psycopg
 import pytest
 from clinic_app import (
     InvalidPortalAccount,
@@ -43,9 +42,7 @@ def test_registration_is_audited_with_the_acting_user(clinic_db, clinic, audit_t
 
     assert_audited(clinic_db, "clinic.patients", patient_id, "INSERT")
     rows = audit_trail(clinic_db, "clinic.patients", patient_id)
-    assert [(action, actor) for action, actor, _ in rows] == [
-        ("INSERT", str(clinic.staff_user_id))
-    ]
+    assert [(action, actor) for action, actor, _ in rows] == [("INSERT", str(clinic.staff_user_id))]
     assert_audit_partitions_cover(clinic_db, *(created_at for _, _, created_at in rows))
 
 
@@ -107,11 +104,3 @@ def test_portal_account_must_be_a_patient_account_of_the_same_clinic(
         "SELECT medical_record_number FROM clinic.patients WHERE user_id = %s", (portal_user,)
     ).fetchall()
     assert linked == [("P-3",)]
-
-
-def test_the_database_refuses_a_blank_name(clinic_db, clinic):
-    with pytest.raises(psycopg.errors.CheckViolation), clinic_db.transaction():
-        register_patient(
-            clinic_db, clinic_id=clinic.id, mrn="MRN-300", full_name="  ", date_of_birth=dt.date(1990, 1, 1)
-        )
-    assert list_patients(clinic_db) == []
