@@ -39,7 +39,7 @@ from filelock import FileLock, Timeout
 
 from .binaries import Account, PgBinaries, find_binaries, installed, make_reachable, server_account
 from .config import Settings
-from .errors import ClinicDBError
+from .errors import ClinicDBError, ConfigError, ServerDiedError
 from .migrations import Migration, discover
 from .pool import ClonePool
 from .runs import RunRef, pid_alive, process_start_time
@@ -47,7 +47,7 @@ from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, find_seed, load_dev_se
 from .server import ServerInfo
 from .server.docker import STATE as DOCKER_STATE
 from .server.docker import DockerServer, image_for
-from .server.embedded import SPEED_SETTINGS, EmbeddedCluster
+from .server.embedded import SPEED_SETTINGS, EmbeddedCluster, log_tail
 from .server.external import connect_external
 from .templates import (
     PREFIX,
@@ -203,9 +203,19 @@ class Engine:
             self.migrations()  # a missing directory fails before a server starts
             self.system_seed()
             cache = self.settings.cache_dir
-            cache.mkdir(parents=True, exist_ok=True)
-            os.chmod(cache, 0o755)
-            self._write_owner()
+            try:
+                cache.mkdir(parents=True, exist_ok=True)
+                os.chmod(cache, 0o755)
+                self._write_owner()
+                probe = cache / f".write-test-{os.getpid()}"
+                probe.write_bytes(b"x" * 4096)
+                probe.unlink()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cache directory {cache} is not usable: {exc.strerror or exc}",
+                    hint="free some space there, or choose another directory with "
+                    "--clinicdb-cache-dir (env CLINICDB_CACHE_DIR)",
+                ) from None
             self._unmarked += reap_dead_runs(cache, keep=self.run_id)
             backend = self.settings.backend
             if backend == "external":
@@ -283,6 +293,29 @@ class Engine:
         else:
             status = "not built yet"
         return f"template {spec.key} ({variant}): {status}"
+
+    def server_died(self) -> ServerDiedError | None:
+        """After a connection error: the server's death, with its log tail, or None if it lives."""
+        memo = self._memo.get("server")
+        if memo is None or memo.value is None:
+            return None
+        info: ServerInfo = memo.value  # type: ignore[assignment]
+        if self._cluster is not None:
+            if self._cluster.running():
+                return None
+            return ServerDiedError(
+                f"the PostgreSQL server died during the session ({info.binaries})",
+                log_tail=log_tail(self._cluster.paths.log),
+                hint="the tests that were using it failed; the next run starts a new server",
+            )
+        try:
+            psycopg.connect(info.dsn, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return ServerDiedError(
+                f"lost the {info.backend} server during the session: {str(exc).strip()}",
+                hint="check the server; the next run reconnects",
+            )
+        return None
 
     def admin(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the maintenance database (one per process)."""

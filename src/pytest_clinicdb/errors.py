@@ -42,7 +42,7 @@ class ServerStartError(ClinicDBError):
         super().__init__(message, hint=hint)
 
 
-class ServerDiedError(ClinicDBError):
+class ServerDiedError(ServerStartError):
     """The server stopped answering in the middle of the session."""
 
 

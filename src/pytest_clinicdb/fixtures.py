@@ -25,13 +25,17 @@ from .templates import TemplateInfo
 
 T = TypeVar("T")
 
+#: The transaction's start time: changes only if the test's transaction was committed.
+_STARTED = "SELECT extract(epoch FROM now())"
+
 
 def _run(request: pytest.FixtureRequest, fn: Callable[[], T]) -> T:
     """Run a set-up step; turn our errors into one readable failure and stop the run."""
     try:
         return fn()
     except (ClinicDBError, psycopg.Error) as exc:
-        message = f"pytest-clinicdb: {exc}"
+        died = engine_of(request.config).server_died() if isinstance(exc, psycopg.Error) else None
+        message = f"pytest-clinicdb: {died or exc}"
     # Outside the except block: the failure shows our message, not a chain of tracebacks.
     request.session.shouldstop = (
         "pytest-clinicdb could not set up the database (see the first error)"
@@ -91,6 +95,9 @@ class _WorkerDatabase:
             try:
                 self.engine.drop(self.name)
             except (psycopg.Error, ClinicDBError) as exc:
+                if self.engine.server_died() is not None:
+                    self.name = ""  # reported already; it went down with the server
+                    return
                 warnings.warn(
                     pytest.PytestWarning(f"pytest-clinicdb: could not drop {self.name}: {exc}"),
                     stacklevel=1,
@@ -152,10 +159,13 @@ def _warn_commit_and_renew(request: pytest.FixtureRequest, worker: _WorkerDataba
 def _rolled_back(
     request: pytest.FixtureRequest, worker: _WorkerDatabase
 ) -> Iterator[psycopg.Connection[Any]]:
-    conn = worker.connection()
-    tx = conn.transaction(force_rollback=True)
-    tx.__enter__()
-    started = conn.execute("SELECT extract(epoch FROM now())").fetchone()
+    def begin() -> tuple[psycopg.Connection[Any], Any, Any]:
+        conn = worker.connection()
+        tx = conn.transaction(force_rollback=True)
+        tx.__enter__()
+        return conn, tx, conn.execute(_STARTED).fetchone()
+
+    conn, tx, started = _run(request, begin)
     try:
         yield conn
     finally:
@@ -164,13 +174,21 @@ def _rolled_back(
             if not conn.closed and not conn.broken:
                 status = conn.info.transaction_status
                 if status == psycopg.pq.TransactionStatus.INTRANS:
-                    now = conn.execute("SELECT extract(epoch FROM now())").fetchone()
+                    now = conn.execute(_STARTED).fetchone()
                     leaked = now != started
                 elif status == psycopg.pq.TransactionStatus.IDLE:
                     leaked = True
             tx.__exit__(None, None, None)
         except psycopg.Error:
             leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if conn.closed or conn.broken:
+            died = worker.engine.server_died()
+            if died is not None:
+                request.session.shouldstop = (
+                    "pytest-clinicdb: the server died (see the first error)"
+                )
+                pytest.fail(f"pytest-clinicdb: {died}", pytrace=False)
+            leaked = False  # a broken connection rolled back; the next test reconnects
         if leaked:
             _warn_commit_and_renew(request, worker)
 
@@ -255,9 +273,6 @@ def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
     finally:
         conn.close()
-
-
-_STARTED = "SELECT extract(epoch FROM now())"
 
 
 async def _rolled_back_async(
