@@ -147,3 +147,29 @@ def test_docker_backend_runs_the_suite(project):
     project.tests(EXTERNAL_TESTS.replace('"external"', '"docker"').replace("not clinic", "clinic"))
     project.run("--clinicdb-backend=docker").assert_outcomes(passed=5)
     assert project.leftovers() == []
+
+
+def test_a_dsn_naming_an_application_database_leaves_it_untouched(project, external_server):
+    admin_dsn, dsn = external_server
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE app_data OWNER app_ci")
+    app_dsn = dsn.rsplit("/", 1)[0] + "/app_data"
+    with psycopg.connect(app_dsn, autocommit=True) as app:
+        app.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+        app.execute("INSERT INTO orders VALUES (1), (2)")
+
+    def contents() -> list[tuple[str, str]]:
+        with psycopg.connect(app_dsn) as app:
+            return app.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', "
+                "'information_schema', 'pg_toast') ORDER BY 1, 2"
+            ).fetchall()
+
+    before = contents()
+    project.tests(EXTERNAL_TESTS)
+    result = project.run(*CLINIC, "--clinicdb-backend=external", f"--clinicdb-dsn={app_dsn}")
+    result.assert_outcomes(passed=5)
+    assert contents() == before
+    with psycopg.connect(app_dsn) as app:
+        assert app.execute("SELECT count(*) FROM orders").fetchone()[0] == 2

@@ -149,3 +149,37 @@ def test_load_1000_rolled_back_and_100_fresh_tests_with_two_workers(project, cap
         print(f"\n[load] 1100 tests, -n 2: wall {wall:.1f} s, peak client connections {max(peak)}")
     assert max(peak) <= 20, "a connection leak grows with the number of tests"
     assert os.listdir(project.cache_dir)  # the kept cluster is there, stopped
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 16 MiB tmpfs: a disk too small for a cluster (needs root to mount)."""
+    import subprocess
+
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_naming_the_directory(project, tiny_disk):
+    project.tests("def test_ok(clinic_db):\n    pass\n")
+    result = project.pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--clinicdb-cache-dir={tiny_disk / 'cache'}"
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            f"*pytest-clinicdb: cache directory {tiny_disk / 'cache'} has * MiB free; a new cluster needs about 128 MiB*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()

@@ -38,6 +38,8 @@ from ..runs import RunRef, pid_alive
 from . import ServerInfo
 
 SUPERUSER = "postgres"
+#: A new cluster takes 70-80 MB with a few templates; refuse to start one with less room.
+MIN_FREE_BYTES = 128 << 20
 #: A kept cluster's log is rotated when it starts and has grown beyond this.
 LOG_ROTATE_BYTES = 4 << 20
 
@@ -307,6 +309,14 @@ class EmbeddedCluster:
                 # A kept cluster that no longer starts (a crash mid-write, a full disk):
                 # it only ever holds rebuildable templates, so start over from initdb.
                 _append(self.paths.log, f"pytest-clinicdb: restarting from initdb: {exc.message}")
+        free = shutil.disk_usage(self.paths.root.parent).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(
+                f"cache directory {self.paths.root.parent} has {free >> 20} MiB free; a new "
+                f"cluster needs about {MIN_FREE_BYTES >> 20} MiB",
+                hint="free some space there, or choose another directory with "
+                "--clinicdb-cache-dir (env CLINICDB_CACHE_DIR)",
+            )
         try:
             self._wipe_data()
             self._prepare_dirs()
