@@ -9,7 +9,6 @@ The chain, each link overridable in a ``conftest.py``::
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
@@ -307,10 +306,18 @@ _ASYNC_DOC = """A psycopg 3 ``AsyncConnection`` with the isolation of ``clinic_d
     ``@pytest.mark.asyncio`` (or set ``asyncio_mode = auto``).
     """
 
-if importlib.util.find_spec("pytest_asyncio") is not None:
-    import pytest_asyncio
 
-    @pytest_asyncio.fixture
+def _pytest_asyncio() -> Any:
+    try:
+        import pytest_asyncio
+    except ImportError:
+        return None
+    return pytest_asyncio
+
+
+if (_asyncio := _pytest_asyncio()) is not None:
+
+    @_asyncio.fixture  # type: ignore[untyped-decorator]
     async def clinic_db_async(
         request: pytest.FixtureRequest,
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -318,7 +325,7 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
         async for conn in _rolled_back_async(request, request.getfixturevalue(name)):
             yield conn
 
-else:  # pragma: no cover - exercised by an acceptance test without pytest-asyncio
+else:
 
     @pytest.fixture
     def clinic_db_async() -> None:

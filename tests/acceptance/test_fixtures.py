@@ -103,3 +103,23 @@ def test_cleanup_after_a_failing_session(project):
     result = project.run()
     result.assert_outcomes(failed=1)
     assert project.leftovers() == []
+
+
+def test_clinic_db_async_without_pytest_asyncio_says_what_to_install(project, monkeypatch):
+    shadow = project.path / "no_asyncio"
+    (shadow / "pytest_asyncio").mkdir(parents=True)
+    (shadow / "pytest_asyncio" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    project.tests(
+        """
+        def test_needs_it(clinic_db_async):
+            pass
+        """
+    )
+    result = project.run("-p", "no:asyncio")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            '*pytest-clinicdb: clinic_db_async needs pytest-asyncio, which is not installed: pip install "pytest-clinicdb[[]async]"*'
+        ]
+    )
