@@ -218,7 +218,7 @@ def clinic_db_dev(
 ) -> Iterator[psycopg.Connection[Any]]:
     """Like ``clinic_db``, on a database that also holds the DEV/TEST ONLY sample data (seed 002).
 
-    002 is loaded once per run, into its own template, by the dev-seed wrapper:
+    002 is loaded once, into its own content-keyed template, by the dev-seed wrapper:
     one transaction with ``app.environment`` set to ``test``, the audit triggers
     of the seeded tables disabled (foreign keys stay enforced) and re-enabled,
     checked afterwards.  ``clinic_db`` in the same run never sees these rows.
