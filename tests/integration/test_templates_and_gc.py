@@ -131,8 +131,11 @@ def test_gc_leaves_a_build_that_is_in_progress(admin, server):
         # The build lock a building process holds (same id as ensure_template's).
         from pytest_clinicdb.templates import _lock_id
 
-        builder.execute("SELECT pg_advisory_lock(%s)", (_lock_id("template:clinicdb_tpl_4567"),))
+        lock = _lock_id("template:clinicdb_tpl_4567")
+        builder.execute("SELECT pg_advisory_lock(%s)", (lock,))
         assert collect_garbage(admin, live_run("current")) == []
+        # Released explicitly: a closed connection's backend lets go of it a moment later.
+        builder.execute("SELECT pg_advisory_unlock(%s)", (lock,))
     assert [name for name, _ in collect_garbage(admin, live_run("current"))] == [
         "clinicdb_build_4567"
     ]
