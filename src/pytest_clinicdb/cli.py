@@ -105,13 +105,10 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="run the seed author's battery (the same tests as pytest --clinicdb-check)",
     )
-    for sp in (ck,):
-        sp.add_argument("--migrations", type=Path, help="migrations directory")
-        sp.add_argument("--seeds", type=Path, help="seeds directory")
-        sp.add_argument(
-            "--dsn", help="run on this server (external backend) instead of a local one"
-        )
-        sp.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.add_argument("--migrations", type=Path, help="migrations directory")
+    ck.add_argument("--seeds", type=Path, help="seeds directory")
+    ck.add_argument("--dsn", help="run on this server (external backend) instead of a local one")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
     up = sub.add_parser(
         "up", help="start a local server with the migrated, seeded database and print its DSN"
     )
