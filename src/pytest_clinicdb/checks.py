@@ -32,6 +32,7 @@ from .partitions import (
     month_start,
     next_month,
     read_partitions,
+    show_instant,
 )
 from .seeds import disabled_triggers
 from .sqlfile import execute_file, read_sql_file
@@ -100,7 +101,7 @@ def check_partition_coverage(
         findings.append(
             Finding(
                 "audit-partitions",
-                f"{_fmt(ts)} is not covered by a range partition of {pmap.table}: {where}; "
+                f"{show_instant(ts)} is not covered by a range partition of {pmap.table}: {where}; "
                 f"nearest partitions: {near}",
                 covering_sql(conn, pmap, month_start(ts), next_month(month_start(ts))),
             )
@@ -112,7 +113,8 @@ def check_partition_coverage(
             findings.append(
                 Finding(
                     "audit-partitions",
-                    f"gap in {pmap.table}: [{_fmt(a)}, {_fmt(b)}) has no range partition{caught}",
+                    f"gap in {pmap.table}: [{show_instant(a)}, {show_instant(b)}) "
+                    f"has no range partition{caught}",
                     covering_sql(conn, pmap, a, b),
                 )
             )
@@ -152,7 +154,7 @@ def check_default_partition_empty(
         Finding(
             "audit-partitions",
             f"{row[0]} row(s) of {pmap.table} are in the DEFAULT partition {pmap.default.name} "
-            f"({pmap.key} from {_fmt(row[1])} to {_fmt(row[2])})",
+            f"({pmap.key} from {show_instant(row[1])} to {show_instant(row[2])})",
             "create the monthly partitions for those months (moving the rows out of the DEFAULT "
             "partition first): " + covering_sql(conn, pmap, as_instant(row[1]), as_instant(row[2])),
         )
@@ -527,9 +529,3 @@ def check_migration_lock(migrations_dir: Path, lock_path: Path | None = None) ->
 def _order_key(name: str) -> tuple[int, str]:
     head = name.split("_", 1)[0]
     return (int(head), name) if head.isdigit() else (-1, name)
-
-
-def _fmt(ts: object) -> str:
-    if isinstance(ts, dt.datetime):
-        return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
-    return str(ts)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +41,8 @@ class Partition:
     def describe(self) -> str:
         if self.is_default:
             return f"{self.name} (DEFAULT)"
-        return f"{self.name} [{_show(self.lower, 'MINVALUE')}, {_show(self.upper, 'MAXVALUE')})"
+        lower, upper = show_instant(self.lower, "MINVALUE"), show_instant(self.upper, "MAXVALUE")
+        return f"{self.name} [{lower}, {upper})"
 
 
 @dataclass
@@ -86,7 +86,8 @@ class PartitionMap:
         return [(a, b) for a, b in found if a < b]
 
 
-def _show(ts: dt.datetime | None, none: str) -> str:
+def show_instant(ts: dt.datetime | None, none: str = "") -> str:
+    """``ts`` as ``YYYY-MM-DD HH:MM:SS+00`` (UTC), or ``none`` for no bound."""
     return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00") if ts else none
 
 
@@ -176,18 +177,15 @@ def covering_sql(
     has_fn = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (MAINTENANCE_FUNCTION,))
     row = has_fn.fetchone()
     if pmap.table == AUDIT_TABLE and row and row[0]:
-        return f"SELECT audit.ensure_monthly_partitions('{_show(lo, '')}', '{_show(hi, '')}');"
+        lo_text, hi_text = show_instant(lo), show_instant(hi)
+        return f"SELECT audit.ensure_monthly_partitions('{lo_text}', '{hi_text}');"
     statements = []
     month = lo
     while month < hi:
         stop = next_month(month)
         statements.append(
             f"CREATE TABLE {pmap.table}_p{month:%Y_%m} PARTITION OF {pmap.table} "
-            f"FOR VALUES FROM ('{_show(month, '')}') TO ('{_show(stop, '')}');"
+            f"FOR VALUES FROM ('{show_instant(month)}') TO ('{show_instant(stop)}');"
         )
         month = stop
     return " ".join(statements)
-
-
-def timestamps_in(values: Iterable[object]) -> list[dt.datetime]:
-    return [as_instant(v) for v in values]  # type: ignore[arg-type]
