@@ -86,11 +86,14 @@ class ClusterPaths:
         return self.root.with_name(self.root.name + ".lock")
 
 
-def log_tail(path: Path | None, lines: int = 25) -> str:
+def log_tail(path: Path | None, lines: int = 25, *, since: int = 0) -> str:
+    """The last ``lines`` lines of the log, of what was written after byte ``since``."""
     if path is None:
         return ""
     try:
-        text = path.read_text(errors="replace")
+        with open(path, "rb") as f:
+            f.seek(since)
+            text = f.read().decode(errors="replace")
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
@@ -401,7 +404,7 @@ class EmbeddedCluster:
                 raise ServerStartError(
                     f"PostgreSQL exited with code {proc.returncode} while starting "
                     f"({self.binaries.describe()})",
-                    log_tail=_since(self.paths.log, mark),
+                    log_tail=log_tail(self.paths.log, since=mark),
                 )
             try:
                 with psycopg.connect(dsn, connect_timeout=2) as conn:
@@ -413,7 +416,7 @@ class EmbeddedCluster:
                     _kill(proc.pid)
                     raise ServerStartError(
                         f"PostgreSQL did not accept connections within {self.start_timeout:.0f} s",
-                        log_tail=_since(self.paths.log, mark),
+                        log_tail=log_tail(self.paths.log, since=mark),
                     ) from None
                 time.sleep(0.01)
         state = {
@@ -459,16 +462,6 @@ class EmbeddedCluster:
 def _append(path: Path, line: str) -> None:
     with contextlib.suppress(OSError), open(path, "a") as f:
         f.write(line + "\n")
-
-
-def _since(path: Path, mark: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(mark)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-25:])
 
 
 def _kill(pid: int) -> None:
