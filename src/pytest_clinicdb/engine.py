@@ -42,7 +42,7 @@ from .config import Settings
 from .errors import ClinicDBError, ConfigError, ServerDiedError
 from .migrations import Migration, discover
 from .pool import ClonePool
-from .runs import RunRef, pid_alive, process_start_time
+from .runs import RunRef
 from .seeds import DEV_SEED_PATTERN, SYSTEM_SEED_PATTERN, find_seed, load_dev_seed
 from .server import ServerInfo
 from .server.docker import STATE as DOCKER_STATE
@@ -251,7 +251,7 @@ class Engine:
         owner = self.run_dir / "owner.json"
         if not owner.exists():
             tmp = owner.with_name(f"owner.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"pid": self.run.pid, "start": self.run.start}))
+            tmp.write_text(json.dumps(self.run.to_dict()))
             tmp.replace(owner)
 
     def _collect_garbage_once(self, server: ServerInfo) -> None:
@@ -559,10 +559,12 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
         if not run_dir.is_dir() or run_dir.name == f"{RUN_DIR_PREFIX}{keep}":
             continue
         try:
-            owner = json.loads((run_dir / "owner.json").read_text())
-            pid = int(owner["pid"])
-            alive = pid_alive(pid) and process_start_time(pid) == owner.get("start")
-        except (OSError, ValueError, KeyError, TypeError):
+            owner = RunRef.from_dict(json.loads((run_dir / "owner.json").read_text()))
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None:
+            alive = owner.alive()
+        else:
             # No owner file: a run still starting, or one that failed before
             # writing it.  Reap only if it has been lying there a while.
             try:
