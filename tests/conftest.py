@@ -95,14 +95,19 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
             cluster.stop()
 
 
+def user_databases(conn: psycopg.Connection[object]) -> list[str]:
+    """Names of a server's databases other than ``postgres``, ``template0`` and ``template1``."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', "
+        "'template1') ORDER BY 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
 def databases(cache: Path) -> list[str]:
     """Names of the databases in the kept cluster of ``cache`` (looked at after a run)."""
     with kept_server(cache) as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', "
-            "'template1') ORDER BY 1"
-        ).fetchall()
-    return [r[0] for r in rows]
+        return user_databases(conn)
 
 
 class Project:

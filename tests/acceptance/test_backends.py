@@ -10,7 +10,7 @@ import pytest
 from pytest_clinicdb.server.docker import image_for
 from pytest_clinicdb.templates import set_marker
 
-from ..conftest import REPO
+from ..conftest import REPO, user_databases
 
 pytestmark = pytest.mark.acceptance
 
@@ -38,8 +38,7 @@ def test_server(clinic_postgres):
 
 def names(dsn: str) -> set[str]:
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute("SELECT datname FROM pg_database").fetchall()
-    return {r[0] for r in rows} - {"postgres", "template0", "template1"}
+        return set(user_databases(conn))
 
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])

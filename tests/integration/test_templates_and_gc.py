@@ -35,6 +35,8 @@ from pytest_clinicdb.templates import (
     set_marker,
 )
 
+from ..conftest import user_databases
+
 pytestmark = pytest.mark.integration
 
 
@@ -58,10 +60,7 @@ def admin(server: ServerInfo) -> Iterator[psycopg.Connection[object]]:
     with psycopg.connect(server.dsn, autocommit=True) as conn:
         yield conn
         # Leave the server empty for the next test.
-        for (name,) in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname NOT IN "
-            "('postgres', 'template0', 'template1')"
-        ).fetchall():
+        for name in user_databases(conn):
             conn.execute(
                 sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(sql.Identifier(name))
             )
@@ -85,10 +84,7 @@ def create(admin, name: str, kind: str | None = None, **fields: object) -> None:
 
 
 def names(admin) -> set[str]:
-    rows = admin.execute(
-        "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1')"
-    ).fetchall()
-    return {r[0] for r in rows}
+    return set(user_databases(admin))
 
 
 def test_gc_drops_what_dead_runs_left_and_nothing_it_did_not_create(admin):
