@@ -16,7 +16,7 @@ from ._state import ENGINE_KEY, PHASE_REPORTS_KEY, engine_of
 from .config import OPTIONS, resolve
 from .engine import Engine
 from .errors import ClinicDBError
-from .report import summary_lines, timing_lines
+from .report import leftover_lines, summary_lines, timing_lines
 from .server import mask_dsn
 from .server.docker import image_for
 
@@ -175,20 +175,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if engine.settings.timings:
         for line in timing_lines(reports):
             write(line)
-    drop_errors = [e for r in reports for e in r.get("drop_errors", [])]
-    if drop_errors:
-        write(f"clinicdb: {len(drop_errors)} database(s) could not be dropped (the next run will):")
-        for e in drop_errors:
-            write(f"  {e}")
-    kept = [k for r in reports for k in r.get("kept", [])]
-    if kept:
-        write(
-            f"clinicdb: kept {len(kept)} database(s) of failed tests; the server stays up for "
-            "them until the next run, which drops them (or run: clinicdb down):"
-        )
-        for k in kept:
-            write(f"  {k['test']}")
-            write(f'    psql "{k["dsn"]}"')
+    for line in leftover_lines(reports):
+        write(line)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

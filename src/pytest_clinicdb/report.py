@@ -114,3 +114,23 @@ def timing_lines(reports: list[Report]) -> list[str]:
     if len(lines) == 1:
         lines.append("  (no database was set up in this run)")
     return lines
+
+
+def leftover_lines(reports: list[Report]) -> list[str]:
+    """Databases the run could not drop, and those ``--clinicdb-keep-failed`` kept."""
+    lines = []
+    drop_errors = [e for r in reports for e in r.get("drop_errors", [])]
+    if drop_errors:
+        lines.append(
+            f"clinicdb: {len(drop_errors)} database(s) could not be dropped (the next run will):"
+        )
+        lines.extend(f"  {e}" for e in drop_errors)
+    kept = [k for r in reports for k in r.get("kept", [])]
+    if kept:
+        lines.append(
+            f"clinicdb: kept {len(kept)} database(s) of failed tests; the server stays up for "
+            "them until the next run, which drops them (or run: clinicdb down):"
+        )
+        for k in kept:
+            lines += [f"  {k['test']}", f'    psql "{k["dsn"]}"']
+    return lines
