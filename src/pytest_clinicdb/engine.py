@@ -218,27 +218,24 @@ class Engine:
                 ) from None
             self._unmarked += reap_dead_runs(cache, keep=self.run_id)
             backend = self.settings.backend
+            where: dict[str, object] = {}
+            start: dict[str, object]
+            t0 = time.perf_counter()
             if backend == "external":
                 assert self.settings.dsn is not None
-                t0 = time.perf_counter()
                 info = connect_external(self.settings.dsn, pg_version=self.settings.pg_version)
                 how = "connected to the external server"
                 start = {"how": how, "connect": time.perf_counter() - t0}
-                self._write_report(server=info.binaries, server_start=start)
             elif backend == "docker":
-                t0 = time.perf_counter()
                 info = self.docker().ensure_running()
                 start = {"how": "docker container", "start": time.perf_counter() - t0}
-                self._write_report(server=info.binaries, server_start=start)
             else:
                 cluster = self.cluster()
                 stop_idle_clusters(cache, skip=cluster.paths.root)
                 info = cluster.ensure_running(user=self.run)
-                self._write_report(
-                    server=info.binaries,
-                    cluster=str(cluster.paths.root),
-                    server_start={"how": cluster.how, **cluster.timings},
-                )
+                start = {"how": cluster.how, **cluster.timings}
+                where["cluster"] = str(cluster.paths.root)
+            self._write_report(server=info.binaries, server_start=start, **where)
             self._collect_garbage_once(info)
             return info
 
