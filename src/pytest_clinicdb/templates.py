@@ -378,41 +378,6 @@ def collect_garbage(
     month: dt.date | None = None,
     unmarked: Sequence[str] = (),
 ) -> list[tuple[str, str]]:
-    """See :func:`_collect`; databases this role may not drop (another owner) are left alone."""
-    admin_drop = _DropUnlessForbidden(admin)
-    return [
-        (
-            name,
-            why
-            if name not in admin_drop.refused
-            else f"{why} — NOT dropped: {admin_drop.refused[name]}",
-        )
-        for name, why in _collect(admin_drop, run, keep_templates, month, unmarked)
-    ]
-
-
-class _DropUnlessForbidden:
-    """``drop_database`` that records, instead of raising, a refusal for lack of privilege."""
-
-    def __init__(self, admin: psycopg.Connection[Any]) -> None:
-        self.admin = admin
-        self.refused: dict[str, str] = {}
-
-    def __call__(self, name: str) -> bool:
-        try:
-            return drop_database(self.admin, name)
-        except psycopg.errors.InsufficientPrivilege as exc:
-            self.refused[name] = str(exc).strip()
-            return True
-
-
-def _collect(
-    dropper: _DropUnlessForbidden,
-    run: RunRef,
-    keep_templates: int,
-    month: dt.date | None,
-    unmarked: Sequence[str],
-) -> list[tuple[str, str]]:
     """Drop what dead runs and old builds left on the server; return ``(name, reason)`` pairs.
 
     Only databases whose name starts with ``clinicdb_`` *and* whose comment
@@ -429,10 +394,30 @@ def _collect(
       creating them, which it may not have lived to mark (a kill between
       ``CREATE DATABASE`` and ``COMMENT``).  Only if they carry no marker of a
       live run.
+
+    A database this role may not drop (another role owns it) is left alone and
+    listed with the reason it was not dropped.
     """
-    admin = dropper.admin
     month = month or current_month()
     dropped: list[tuple[str, str]] = []
+
+    def drop(name: str, why: str, *, lock: str | None = None) -> None:
+        """Drop ``name`` and record ``why``; with ``lock`` (a template's name), only while
+        nobody holds that template's build lock."""
+        lock_id = _lock_id("template:" + lock) if lock else None
+        if lock_id is not None:
+            row = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()
+            if not row or not row[0]:
+                return
+        try:
+            if drop_database(admin, name):
+                dropped.append((name, why))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            dropped.append((name, f"{why} — NOT dropped: {str(exc).strip()}"))
+        finally:
+            if lock_id is not None:
+                admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
     rows = admin.execute(
         "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
         "WHERE datname LIKE %s ORDER BY datname",
@@ -443,19 +428,16 @@ def _collect(
     for name, comment in rows:
         data = parse_marker(comment)
         if data is None:
-            if name in journaled and dropper(name):
-                dropped.append((name, "created by a run that ended before marking it"))
+            if name in journaled:
+                drop(name, "created by a run that ended before marking it")
             continue
         kind = data.get("kind")
         if kind in ("clone", "kept"):
             owner = RunRef.from_dict(data.get("owner"))
-            dead = owner is not None and owner.id != run.id and not owner.alive()
-            if dead and owner is not None and dropper(name):
-                dropped.append((name, f"{kind} database of run {owner.id}, which has ended"))
+            if owner is not None and owner.id != run.id and not owner.alive():
+                drop(name, f"{kind} database of run {owner.id}, which has ended")
         elif kind == "building":
-            lock = f"{PREFIX}tpl_{data.get('key')}"
-            if _drop_unless_locked(dropper, lock, name):
-                dropped.append((name, "unfinished template build"))
+            drop(name, "unfinished template build", lock=f"{PREFIX}tpl_{data.get('key')}")
         elif kind == "template":
             templates.append((name, data))
     fresh: list[tuple[str, str, bool]] = []
@@ -471,23 +453,10 @@ def _collect(
         else:
             fresh.append((str(data.get("last_used") or data.get("built_at") or ""), name, in_use))
             continue
-        if not in_use and _drop_unless_locked(dropper, name, name):
-            dropped.append((name, f"stale template: {stale}"))
+        if not in_use:
+            drop(name, f"stale template: {stale}", lock=name)
     fresh.sort(reverse=True)
     for _used, name, in_use in fresh[max(keep_templates, 0) :]:
-        if not in_use and _drop_unless_locked(dropper, name, name):
-            dropped.append((name, f"beyond the {keep_templates} most recently used templates"))
+        if not in_use:
+            drop(name, f"beyond the {keep_templates} most recently used templates", lock=name)
     return dropped
-
-
-def _drop_unless_locked(dropper: _DropUnlessForbidden, template_name: str, dbname: str) -> bool:
-    """Drop ``dbname`` under the build lock of ``template_name``, unless someone holds it."""
-    admin = dropper.admin
-    lock = _lock_id("template:" + template_name)
-    row = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()
-    if not row or not row[0]:
-        return False
-    try:
-        return dropper(dbname)
-    finally:
-        admin.execute("SELECT pg_advisory_unlock(%s)", (lock,))
