@@ -52,13 +52,17 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.problem}\n    fix: {self.fix}" if self.fix else self.problem
 
+    def bullet(self) -> str:
+        """The finding as an indented list item (its fix on the next line)."""
+        return "  - " + str(self).replace("\n", "\n    ")
+
     def to_dict(self) -> dict[str, str]:
         return {"check": self.check, "problem": self.problem, "fix": self.fix}
 
 
 def render(title: str, findings: Sequence[Finding]) -> str:
     lines = [f"{title}: {len(findings)} problem(s)"]
-    lines += [f"  - {str(f).replace(chr(10), chr(10) + '    ')}" for f in findings]
+    lines += [f.bullet() for f in findings]
     return "\n".join(lines)
 
 

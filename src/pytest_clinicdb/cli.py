@@ -285,7 +285,7 @@ def _status(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
         print(f"partitions:  {'covered' if not partitions else 'GAPS'} ({horizon})")
     print(f"triggers:    {'all enabled' if not triggers else f'{len(triggers)} disabled'}")
     for f in problems:
-        print(f"  - {f}".replace("\n", "\n    "))
+        print(f.bullet())
     return EXIT_OK if ok else EXIT_CHECK_FAILED
 
 
@@ -337,7 +337,7 @@ def _partitions(conn: psycopg.Connection[Any], args: argparse.Namespace) -> int:
         for row in rows:
             print(f"  {row}")
         for f in gaps:
-            print(f"  - {f}".replace("\n", "\n    "))
+            print(f.bullet())
     return EXIT_OK if not gaps else EXIT_CHECK_FAILED
 
 
