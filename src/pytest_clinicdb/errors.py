@@ -142,3 +142,80 @@ class DevSeedRefusedError(ClinicDBError):
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------- SQL files, layouts
+
+
+class PsqlMetaCommandError(SQLSyntaxUnsupportedError):
+    """A file uses psql meta-commands the runner cannot run; all of them are listed.
+
+    ``commands`` holds ``(line, command, hint)`` for each one, in file order.
+    """
+
+    def __init__(self, file: Path, commands: list[tuple[int, str, str]]) -> None:
+        self.commands = commands
+        if len(commands) == 1:
+            line, command, hint = commands[0]
+            super().__init__(file, line, f"psql meta-command {command} is not supported", hint=hint)
+            return
+        listing = "\n".join(f"    line {ln}: {cmd} — {hint}" for ln, cmd, hint in commands)
+        super().__init__(
+            file,
+            commands[0][0],
+            f"{len(commands)} psql meta-commands are not supported:\n{listing}",
+        )
+
+
+class MigrationIncompleteError(ClinicDBError):
+    """A migration that runs outside a transaction stopped half way; nothing else is applied.
+
+    ``incomplete`` maps each such migration's ledger name to a description of
+    how far it got.
+    """
+
+    def __init__(self, incomplete: dict[str, str], *, hint: str | None = None) -> None:
+        self.incomplete = incomplete
+        lines = "\n".join(f"  {name}: {what}" for name, what in incomplete.items())
+        super().__init__(
+            "the ledger records migration(s) that stopped half way; nothing more is applied "
+            f"until they are resolved:\n{lines}",
+            hint=hint,
+        )
+
+
+class MigrationPartlyAppliedError(MigrationError):
+    """A migration that runs outside a transaction failed: its earlier statements stay applied.
+
+    ``statements_done`` of ``statements_total`` statements are committed; the
+    ledger row of the file says so (status ``failed``).
+    """
+
+    def __init__(
+        self,
+        file: Path,
+        line: int,
+        column: int,
+        sqlstate: str | None,
+        server_message: str,
+        *,
+        detail: str | None = None,
+        context: str | None = None,
+        hint: str | None = None,
+        statement: str | None = None,
+        statements_done: int = 0,
+        statements_total: int = 0,
+    ) -> None:
+        self.statements_done = statements_done
+        self.statements_total = statements_total
+        super().__init__(
+            file,
+            line,
+            column,
+            sqlstate,
+            server_message,
+            detail=detail,
+            context=context,
+            hint=hint,
+            statement=statement,
+        )

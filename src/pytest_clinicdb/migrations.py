@@ -3,21 +3,43 @@
 Plain library code (no pytest import): the plugin, the ``clinicdb`` command and
 the tests all call it.
 
-* Files are ``<number>_<name>.sql``, ordered by the number (``10_x`` after
-  ``9_x``); two files with the same number are refused.
-* Each file runs in its own transaction, statement by statement, and is
-  recorded in the ledger table ``clinicdb.migrations`` (name, checksum,
-  applied_at) in that same transaction: a failing file leaves nothing behind,
-  a second run applies nothing, an edited applied file is refused by name.
+* :func:`discover` reads one folder or several; each folder's layout (ours,
+  golang-migrate, Flyway, dbmate, goose, Supabase) is detected and read as its
+  tool reads it — see :mod:`.layouts`.  Migrations come back ordered as the
+  tool applies them: versioned ones first, by version, then repeatable ones by
+  description.  Nothing is split at discovery: the template content key needs
+  only :meth:`Migration.content_bytes`.
+* Each file runs in its own transaction, and is recorded in the ledger table
+  ``clinicdb.migrations`` in that same transaction: a failing file leaves
+  nothing behind, a second run applies nothing, an edited applied file is
+  refused by name.  Repeatable migrations are not "edited": they run again
+  when their checksum changes.  Every file starts from the session's defaults.
+* Checksums ignore line endings and a BOM (:attr:`Migration.checksum`); a
+  ledger written before that holds the raw sha256
+  (:attr:`Migration.legacy_checksum`), which is accepted too and rewritten to
+  the new form when migrations are applied.
+* A file that cannot run inside a transaction (``CREATE INDEX CONCURRENTLY``,
+  ``VACUUM``, a procedure that commits — found by itself, by the tool's marker,
+  or by ``-- clinicdb:no-transaction`` among its first lines) runs statement by
+  statement in autocommit, as Flyway runs such files.  Its ledger row is
+  written first with status ``running``; it becomes ``applied`` at the end.
+  If a statement fails after earlier ones were committed, the row is marked
+  ``failed`` with how many statements are applied, the error says so, and
+  every later run refuses to go on (:class:`MigrationIncompleteError`) until
+  someone looks: the first half is never silently run twice.  Resolve it by
+  deleting the row (the whole file runs again) or marking it applied
+  (:func:`resolve_incomplete`).  When the very first statement fails, nothing
+  is applied and the row is simply removed.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +51,92 @@ from .errors import (
     MigrationDiscoveryError,
     MigrationEditedError,
     MigrationError,
+    MigrationIncompleteError,
+    MigrationPartlyAppliedError,
+    SQLFileError,
 )
-from .sqlfile import SQLFile, execute_file, read_sql_file
+from .layouts import BY_NAME, Entry, FolderScan, Version, check_duplicates, scan_folder
+from .sqlfile import (
+    LEDGER_SCHEMA,
+    Note,
+    SQLFile,
+    execute_file,
+    execute_file_outside_transaction,
+    reset_session,
+    safe_path,
+)
 
-LEDGER_SCHEMA = "clinicdb"
 LEDGER_TABLE = "migrations"
 
-_NAME = re.compile(r"^(\d+)[_-].*\.sql$")
 _CREATE_EXTENSION = re.compile(
     r"^\s*CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?(\"[^\"]+\"|[A-Za-z0-9_-]+)",
     re.IGNORECASE,
 )
 
+__all__ = [
+    "LEDGER_SCHEMA",
+    "LEDGER_TABLE",
+    "Migration",
+    "MigrationReport",
+    "Migrations",
+    "applied",
+    "apply_migrations",
+    "discover",
+    "discovery_notes",
+    "edited",
+    "ensure_ledger",
+    "incomplete",
+    "pending",
+    "preflight_extensions",
+    "required_extensions",
+    "resolve_incomplete",
+]
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class Migration:
-    """One migration file."""
+    """One migration file, as its layout reads it.
 
-    number: int
+    ``name`` is its ledger name (the file name), ``version`` orders it
+    (``None`` for a repeatable migration), ``kind`` is ``"versioned"`` or
+    ``"repeatable"``, ``layout`` the tool whose layout it follows; ``file`` is
+    the part that runs (a dbmate or goose down section is blanked out), split
+    on first use.  ``notes`` are what discovery noticed about this file (a down
+    section left out …); what splitting noticed is in ``file.notes``.
+    """
+
     name: str
     path: Path
     file: SQLFile
+    version: Version | None = None
+    kind: str = "versioned"
+    layout: str = "numbered"
+    description: str = ""
+    order: tuple[Any, ...] = ()
+    notes: tuple[Note, ...] = ()
 
     @property
     def checksum(self) -> str:
-        return hashlib.sha256(self.file.data).hexdigest()
+        """sha256 of the content with line endings and BOM normalized (includes too)."""
+        return self.file.checksum
+
+    @property
+    def legacy_checksum(self) -> str:
+        """sha256 of the raw bytes, as ledgers and lock files written before held it."""
+        return self.file.legacy_checksum
+
+    def content_bytes(self) -> bytes:
+        """The bytes that decide this migration's result (its own and included files'), unsplit."""
+        return self.file.content_bytes()
+
+    @property
+    def transactional(self) -> bool:
+        """Whether the file runs inside a transaction (splits the file to find out)."""
+        return self.file.transactional
+
+    def matches(self, checksum: str) -> bool:
+        """Whether a recorded checksum is this file's (either form)."""
+        return checksum in (self.checksum, self.legacy_checksum)
 
     def extensions(self) -> list[str]:
         """Extensions this file creates (``CREATE EXTENSION [IF NOT EXISTS] x``)."""
@@ -65,101 +148,264 @@ class Migration:
         return found
 
 
+class Migrations(list[Migration]):
+    """The migrations of one or several folders, in order, with what discovery left out.
+
+    ``notes`` (skipped files …) are meant to be shown to the user; ``layouts``
+    maps each folder to its detected layout.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Migration] = (),
+        *,
+        notes: Sequence[Note] = (),
+        layouts: Mapping[Path, str] | None = None,
+    ) -> None:
+        super().__init__(items)
+        self.notes: list[Note] = list(notes)
+        self.layouts: dict[Path, str] = dict(layouts or {})
+
+
+def discover(folders: Path | str | PathLike[str] | Sequence[Path | str]) -> Migrations:
+    """Find and order the migrations of one folder or several.
+
+    Raises :class:`MigrationDiscoveryError` for a missing folder, a folder that
+    mixes tools, a name its tool would refuse, duplicate versions (within a
+    folder or across folders) and folders of tools that order differently, and
+    the errors of :func:`.sqlfile.read_sql_file` for unreadable or non-UTF-8 files.
+    """
+    paths = [Path(folders)] if isinstance(folders, (str, PathLike)) else [Path(f) for f in folders]
+    if not paths:
+        raise MigrationDiscoveryError(
+            "no migrations folder given",
+            hint="set --clinicdb-migrations DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
+        )
+    scans: list[FolderScan] = []
+    seen: set[Path] = set()
+    for path in paths:
+        key = path.resolve()
+        if key in seen:
+            continue
+        seen.add(key)
+        scans.append(scan_folder(path))
+    by_name = {s.layout in BY_NAME for s in scans}
+    if len(by_name) > 1:
+        shown = ", ".join(f"{safe_path(s.folder)} ({s.layout})" for s in scans)
+        raise MigrationDiscoveryError(
+            f"migration folders of tools that order files differently cannot be merged: {shown}",
+            hint="dbmate and the Supabase CLI order by file name, the others by version number; "
+            "use folders of one kind",
+        )
+    entries = [e for s in scans for e in s.entries]
+    if len(scans) > 1:
+        check_duplicates(entries)
+    entries.sort(key=lambda e: (e.order, e.name))
+    notes = [n for s in scans for n in s.notes]
+    if not entries:
+        where = ", ".join(str(safe_path(s.folder)) for s in scans)
+        raise MigrationDiscoveryError(
+            f"migrations directory {where} holds no migration",
+            hint="point --clinicdb-migrations at the folder with your migration files",
+        )
+    return Migrations(
+        (_migration(e) for e in entries),
+        notes=notes,
+        layouts={s.folder: s.layout for s in scans},
+    )
+
+
+def discovery_notes(folders: Path | str | Sequence[Path | str]) -> list[Note]:
+    """What :func:`discover` left out of ``folders`` and why (for a report header)."""
+    return discover(folders).notes
+
+
+def _migration(entry: Entry) -> Migration:
+    return Migration(
+        name=entry.name,
+        path=entry.file.path,
+        file=entry.file,
+        version=entry.version,
+        kind=entry.kind,
+        layout=entry.layout,
+        description=entry.description,
+        order=entry.order,
+        notes=tuple(entry.notes),
+    )
+
+
 @dataclass
 class MigrationReport:
-    """What :func:`apply_migrations` did."""
+    """What :func:`apply_migrations` did.
+
+    ``applied`` lists the files run (repeatable ones run again are also in
+    ``reapplied``), ``skipped`` the ones already applied, ``timings`` seconds per
+    applied file; ``split_seconds`` is the time spent reading and splitting
+    them, ``notes`` what splitting noticed (ignored meta-commands …).
+    """
 
     applied: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    reapplied: list[str] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    split_seconds: float = 0.0
 
 
-def discover(directory: Path) -> list[Migration]:
-    """Find and order the migrations of ``directory``.
+# --------------------------------------------------------------------------- ledger
 
-    Raises :class:`MigrationDiscoveryError` for a missing directory, a file that
-    does not follow ``<number>_<name>.sql``, a non-SQL file and duplicate numbers,
-    and the errors of :func:`read_sql_file` for unreadable, empty or non-UTF-8 files.
-    """
-    if not directory.exists():
-        raise MigrationDiscoveryError(
-            f"migrations directory {directory} does not exist",
-            hint="set --clinicdb-migrations DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
-        )
-    if not directory.is_dir():
-        raise MigrationDiscoveryError(f"migrations path {directory} is not a directory")
-    migrations: list[Migration] = []
-    by_number: dict[int, Path] = {}
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
-            continue
-        if path.suffix != ".sql":
-            raise MigrationDiscoveryError(
-                f"{path.name} in {directory} is not a .sql file",
-                hint="the migrations directory holds only NNN_name.sql files; move other files out",
-            )
-        m = _NAME.match(path.name)
-        if not m:
-            raise MigrationDiscoveryError(
-                f"migration {path.name} has no numeric prefix",
-                hint="name migrations <number>_<what>.sql, e.g. 020_add_invoices.sql",
-            )
-        number = int(m.group(1))
-        if number in by_number:
-            raise MigrationDiscoveryError(
-                f"migrations {by_number[number].name} and {path.name} share the number {number}",
-                hint="give each migration its own number; renumber the newer, unapplied one",
-            )
-        by_number[number] = path
-        migrations.append(Migration(number, path.name, path, read_sql_file(path, what="migration")))
-    if not migrations:
-        raise MigrationDiscoveryError(
-            f"migrations directory {directory} holds no .sql file",
-            hint="point --clinicdb-migrations at the directory with your NNN_name.sql files",
-        )
-    migrations.sort(key=lambda mig: mig.number)
-    return migrations
+_COLUMNS = {
+    "kind": "text NOT NULL DEFAULT 'versioned'",
+    "status": "text NOT NULL DEFAULT 'applied'",
+    "statements_done": "integer",
+    "statements_total": "integer",
+    "error": "text",
+}
+
+
+def _ledger_id() -> sql.Composable:
+    return sql.SQL("{}.{}").format(sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE))
 
 
 def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
-    """Create the ledger table if it does not exist (in its own transaction)."""
+    """Create the ledger table, or add the columns an older one lacks (in its own transaction)."""
     with conn.transaction():
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LEDGER_SCHEMA))
         )
         conn.execute(
             sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                "CREATE TABLE IF NOT EXISTS {} ("
                 " name text PRIMARY KEY,"
                 " checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now(),"
                 " duration_ms integer)"
-            ).format(sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE))
+            ).format(_ledger_id())
         )
+        have = _columns(conn)
+        missing = [c for c in _COLUMNS if c not in have]
+        if missing:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} ").format(_ledger_id())
+                + sql.SQL(", ").join(
+                    sql.SQL("ADD COLUMN {} " + _COLUMNS[c]).format(sql.Identifier(c))
+                    for c in missing
+                )
+            )
+
+
+def _columns(conn: psycopg.Connection[Any]) -> set[str]:
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+        "AND NOT attisdropped",
+        (f"{LEDGER_SCHEMA}.{LEDGER_TABLE}",),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    name: str
+    checksum: str
+    status: str = "applied"
+    kind: str = "versioned"
+    applied_at: Any = None
+    statements_done: int | None = None
+    statements_total: int | None = None
+    error: str | None = None
+
+
+def ledger_rows(conn: psycopg.Connection[Any]) -> list[LedgerRow]:
+    """Every ledger row (empty when there is no ledger), older ledgers included."""
+    have = _columns(conn)
+    if not have:
+        return []
+    wanted = ["name", "checksum", "applied_at", *[c for c in _COLUMNS if c in have]]
+    rows = conn.execute(
+        sql.SQL("SELECT {} FROM {} ORDER BY applied_at, name").format(
+            sql.SQL(", ").join(map(sql.Identifier, wanted)), _ledger_id()
+        )
+    ).fetchall()
+    return [LedgerRow(**dict(zip(wanted, row, strict=True))) for row in rows]
 
 
 def applied(conn: psycopg.Connection[Any]) -> dict[str, str]:
-    """Ledger contents: migration name -> checksum (empty when there is no ledger)."""
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{LEDGER_SCHEMA}.{LEDGER_TABLE}",)
-    ).fetchone()
-    if not row or not row[0]:
-        return {}
-    rows = conn.execute(
-        sql.SQL("SELECT name, checksum FROM {}.{}").format(
-            sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE)
+    """Ledger contents: migration name -> checksum, for files applied to the end."""
+    return {r.name: r.checksum for r in ledger_rows(conn) if r.status == "applied"}
+
+
+def incomplete(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Migrations that stopped half way (run outside a transaction) -> what is known of them."""
+    return {r.name: _describe_incomplete(r) for r in ledger_rows(conn) if r.status != "applied"}
+
+
+def _describe_incomplete(row: LedgerRow) -> str:
+    when = f"{row.applied_at:%Y-%m-%d %H:%M}" if row.applied_at is not None else "earlier"
+    if row.status == "running":
+        return (
+            f"was interrupted while it ran (started {when}, outside a transaction): some of its "
+            "statements may be applied"
         )
-    ).fetchall()
-    return {str(name): str(checksum) for name, checksum in rows}
+    done, total = row.statements_done or 0, row.statements_total or 0
+    return (
+        f"failed on {when} after {done} of {total} statement(s), which stay applied (it runs "
+        f"outside a transaction): {row.error or 'unknown error'}"
+    )
 
 
-def edited(migrations: Iterable[Migration], ledger: dict[str, str]) -> list[str]:
-    """Names of applied migrations whose bytes changed since they were applied."""
-    return [m.name for m in migrations if m.name in ledger and ledger[m.name] != m.checksum]
+def edited(migrations: Iterable[Migration], ledger: Mapping[str, str]) -> list[str]:
+    """Names of applied versioned migrations whose content changed since they were applied.
+
+    A recorded checksum of either form (normalized or raw bytes) matches; a
+    repeatable migration is never "edited": it runs again.
+    """
+    return [
+        m.name
+        for m in migrations
+        if m.kind == "versioned" and m.name in ledger and not m.matches(ledger[m.name])
+    ]
 
 
-def pending(migrations: Iterable[Migration], ledger: dict[str, str]) -> list[Migration]:
-    return [m for m in migrations if m.name not in ledger]
+def pending(migrations: Iterable[Migration], ledger: Mapping[str, str]) -> list[Migration]:
+    """Versioned migrations not in the ledger, and repeatable ones new or changed."""
+    return [
+        m
+        for m in migrations
+        if m.name not in ledger or (m.kind == "repeatable" and not m.matches(ledger[m.name]))
+    ]
+
+
+def resolve_incomplete(
+    conn: psycopg.Connection[Any],
+    name: str,
+    *,
+    action: str,
+    migration: Migration | None = None,
+) -> None:
+    """Resolve a migration that stopped half way, after someone looked at the database.
+
+    ``action="rerun"`` deletes its ledger row (the next run applies the whole
+    file again); ``action="applied"`` records it as applied (with ``migration``'s
+    current checksum when given, so a fixed file is not taken for edited).
+    """
+    with conn.transaction():
+        if action == "rerun":
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE name = %s AND status <> 'applied'").format(
+                    _ledger_id()
+                ),
+                (name,),
+            )
+        elif action == "applied":
+            conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET status = 'applied', error = NULL, "
+                    "checksum = coalesce(%s, checksum) WHERE name = %s"
+                ).format(_ledger_id()),
+                (migration.checksum if migration else None, name),
+            )
+        else:
+            raise ValueError(f"action must be 'rerun' or 'applied', not {action!r}")
 
 
 def required_extensions(migrations: Iterable[Migration]) -> list[str]:
@@ -212,39 +458,210 @@ def preflight_extensions(
 
 def apply_migrations(
     conn: psycopg.Connection[Any],
-    migrations: list[Migration],
+    migrations: Sequence[Migration],
     *,
     progress: Callable[[Migration], None] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> MigrationReport:
     """Apply the pending ``migrations`` in order, each in its own transaction.
 
-    ``conn`` must not be inside a transaction.  Raises
-    :class:`MigrationEditedError` before applying anything when an applied file
-    changed, and :class:`MigrationError` (file, line, column, SQLSTATE) when a
-    file fails — that file's statements are rolled back, earlier files stay.
+    ``conn`` must be in autocommit mode and not inside a transaction.  Every
+    file starts from the session's defaults, with ``settings`` (custom settings
+    such as ``app.environment``) set for it.  Before anything is applied:
+    :class:`MigrationIncompleteError` when the ledger holds a file that stopped
+    half way, :class:`MigrationEditedError` when an applied versioned file
+    changed, and every pending file is split, so that a file the runner refuses
+    stops the run before the first one is applied.  A failing file raises
+    :class:`MigrationError` (file, line, column, SQLSTATE) — rolled back, or,
+    for a file run outside a transaction whose earlier statements committed,
+    :class:`MigrationPartlyAppliedError`.  The session is reset at the end.
     """
     ensure_ledger(conn)
-    ledger = applied(conn)
+    rows = ledger_rows(conn)
+    stuck = {r.name: _describe_incomplete(r) for r in rows if r.status != "applied"}
+    if stuck:
+        raise MigrationIncompleteError(stuck, hint=_incomplete_hint(list(stuck)))
+    ledger = {r.name: r.checksum for r in rows}
     changed = edited(migrations, ledger)
     if changed:
         raise MigrationEditedError(changed)
+    _upgrade_checksums(conn, migrations, ledger)
+    todo = pending(migrations, ledger)
     report = MigrationReport()
-    for mig in migrations:
-        if mig.name in ledger:
-            report.skipped.append(mig.name)
-            continue
-        if progress is not None:
-            progress(mig)
-        started = time.perf_counter()
-        with conn.transaction():
-            execute_file(conn, mig.file, MigrationError)
-            elapsed = time.perf_counter() - started
+    todo_names = {m.name for m in todo}
+    report.skipped = [m.name for m in migrations if m.name not in todo_names]
+    started = time.perf_counter()
+    for mig in todo:
+        mig.file.plan  # noqa: B018 - split now: a refused file stops the run before any is applied
+        report.notes.extend(mig.file.notes)
+    report.split_seconds = time.perf_counter() - started
+    try:
+        for mig in todo:
+            if progress is not None:
+                progress(mig)
+            began = time.perf_counter()
+            if mig.file.transactional:
+                with conn.transaction():
+                    execute_file(conn, mig.file, MigrationError, settings=settings or {})
+                    # The ledger row is written as the session's own user, whatever the file set.
+                    reset_session(conn)
+                    _record(conn, mig, "applied", time.perf_counter() - began)
+            else:
+                _apply_outside_transaction(conn, mig, settings, began)
+            report.applied.append(mig.name)
+            if mig.name in ledger:
+                report.reapplied.append(mig.name)
+            report.timings[mig.name] = time.perf_counter() - began
+    finally:
+        _tidy(conn)
+    return report
+
+
+def _tidy(conn: psycopg.Connection[Any]) -> None:
+    """Leave the session as it was found: what the last file SET stays in a session otherwise."""
+    if conn.closed or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return
+    with contextlib.suppress(psycopg.Error):
+        reset_session(conn, local=False)
+
+
+def _record(
+    conn: psycopg.Connection[Any],
+    mig: Migration,
+    status: str,
+    seconds: float,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO {} AS l (name, checksum, duration_ms, kind, status, statements_done,"
+            " statements_total, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum,"
+            " applied_at = CASE WHEN l.status = 'running' THEN l.applied_at ELSE now() END,"
+            " duration_ms = excluded.duration_ms, kind = excluded.kind,"
+            " status = excluded.status, statements_done = excluded.statements_done,"
+            " statements_total = excluded.statements_total, error = excluded.error"
+        ).format(_ledger_id()),
+        (mig.name, mig.checksum, round(seconds * 1000), mig.kind, status, done, total, error),
+    )
+
+
+def _apply_outside_transaction(
+    conn: psycopg.Connection[Any],
+    mig: Migration,
+    settings: Mapping[str, str] | None,
+    began: float,
+) -> None:
+    total = len(mig.file.statements)
+    previous = conn.execute(
+        sql.SQL("SELECT checksum, duration_ms, applied_at FROM {} WHERE name = %s").format(
+            _ledger_id()
+        ),
+        (mig.name,),
+    ).fetchone()
+    # Written (and committed) first: if the process dies half way, the ledger says so.
+    _record(conn, mig, "running", 0.0, done=0, total=total)
+    done = 0
+
+    def committed(n: int) -> None:
+        nonlocal done
+        done = n
+
+    try:
+        execute_file_outside_transaction(
+            conn, mig.file, MigrationError, settings=settings, done=committed
+        )
+    except SQLFileError as exc:
+        _tidy(conn)
+        if done == 0:
+            _forget_running(conn, mig, previous)
+            raise
+        reason = mig.file.outside_reason()
+        first = exc.server_message.splitlines()[0] if exc.server_message else "error"
+        _record(
+            conn,
+            mig,
+            "failed",
+            time.perf_counter() - began,
+            done=done,
+            total=total,
+            error=f"line {exc.line}: {first} (SQLSTATE {exc.sqlstate or 'unknown'})",
+        )
+        hint = (
+            f"this file runs outside a transaction ({reason}), so its first {done} of {total} "
+            f"statement(s) are applied and stay applied; {LEDGER_SCHEMA}.{LEDGER_TABLE} marks "
+            f"it failed, and no migration runs until that is resolved. "
+            + _incomplete_hint([mig.name])
+        )
+        if exc.hint:
+            hint = f"{exc.hint}\n  {hint}"
+        raise MigrationPartlyAppliedError(
+            exc.file,
+            exc.line,
+            exc.column,
+            exc.sqlstate,
+            exc.server_message,
+            detail=exc.detail,
+            context=exc.context,
+            hint=hint,
+            statement=exc.statement,
+            statements_done=done,
+            statements_total=total,
+        ) from exc
+    _tidy(conn)
+    _record(conn, mig, "applied", time.perf_counter() - began, done=total, total=total)
+
+
+def _forget_running(conn: psycopg.Connection[Any], mig: Migration, previous: Any) -> None:
+    """Nothing of the file committed: undo the ``running`` row (a repeatable keeps its old one)."""
+    try:
+        if previous is None:
+            conn.execute(
+                sql.SQL("DELETE FROM {} WHERE name = %s").format(_ledger_id()), (mig.name,)
+            )
+        else:
             conn.execute(
                 sql.SQL(
-                    "INSERT INTO {}.{} (name, checksum, duration_ms) VALUES (%s, %s, %s)"
-                ).format(sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE)),
-                (mig.name, mig.checksum, round(elapsed * 1000)),
+                    "UPDATE {} SET status = 'applied', checksum = %s, duration_ms = %s,"
+                    " applied_at = %s, statements_done = NULL, statements_total = NULL,"
+                    " error = NULL WHERE name = %s"
+                ).format(_ledger_id()),
+                (*previous, mig.name),
             )
-        report.applied.append(mig.name)
-        report.timings[mig.name] = elapsed
-    return report
+    except psycopg.Error:
+        pass
+
+
+def _incomplete_hint(names: list[str]) -> str:
+    name = names[0] if len(names) == 1 else "<name>"
+    return (
+        "Look at what its statements did and undo or finish them by hand; then either run the "
+        f"whole file again: DELETE FROM {LEDGER_SCHEMA}.{LEDGER_TABLE} WHERE name = '{name}'; "
+        f"or record it as applied: UPDATE {LEDGER_SCHEMA}.{LEDGER_TABLE} SET status = 'applied' "
+        f"WHERE name = '{name}';"
+    )
+
+
+def _upgrade_checksums(
+    conn: psycopg.Connection[Any], migrations: Sequence[Migration], ledger: dict[str, str]
+) -> None:
+    """Rewrite raw-bytes checksums of older ledgers into the normalized form (same content)."""
+    old = [
+        m
+        for m in migrations
+        if m.name in ledger
+        and ledger[m.name] == m.legacy_checksum
+        and m.legacy_checksum != m.checksum
+    ]
+    if not old:
+        return
+    with conn.transaction():
+        for m in old:
+            conn.execute(
+                sql.SQL("UPDATE {} SET checksum = %s WHERE name = %s").format(_ledger_id()),
+                (m.checksum, m.name),
+            )
+            ledger[m.name] = m.checksum
