@@ -23,6 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pytest_clinicdb.tenants import acting_as
+
 pytestmark = pytest.mark.integration
 
 DATABASE_DIR = Path(__file__).resolve().parents[2] / "database"
@@ -712,14 +714,186 @@ def test_app_role_privileges(clinic_db: psycopg.Connection[Any]) -> None:
     checks = clinic_db.execute(
         "SELECT has_table_privilege('clinic_app', 'clinic.patients', 'SELECT, INSERT, UPDATE, DELETE'),"
         " has_table_privilege('clinic_app', 'booking.bookings', 'INSERT'),"
-        " has_table_privilege('clinic_app', 'webhook.outbound_deliveries', 'UPDATE'),"
         " has_function_privilege('clinic_app', 'booking.book_slot(uuid, uuid, text)', 'EXECUTE'),"
         " has_table_privilege('clinic_app', 'audit.audit_logs', 'UPDATE'),"
         " has_table_privilege('clinic_app', 'audit.audit_logs', 'DELETE'),"
         " has_table_privilege('clinic_app', 'audit.audit_logs', 'TRUNCATE'),"
         " has_table_privilege('public', 'audit.audit_logs', 'UPDATE')"
     ).fetchone()
-    assert checks == (True, True, True, True, False, False, False, False)
+    assert checks == (True, True, True, False, False, False, False)
+
+
+# The tables every clinic shares by design (019): clinic_app may read them, not write them.
+SHARED_TABLES = ["clinics", "feature_flags", "system_settings"]
+# Every other table clinic_app may read has row-level security keyed on the clinic (017, 020).
+TENANT_TABLES = [
+    "clinic.users",
+    "clinic.doctors",
+    "clinic.staff",
+    "clinic.patients",
+    "clinic.appointments",
+    "clinic.medical_records",
+    "clinic.prescriptions",
+    "clinic.payments",
+    "booking.slots",
+    "booking.bookings",
+]
+
+
+def test_clinic_app_reads_shared_tables_and_writes_none_of_them(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    rows = clinic_db.execute(
+        "SELECT t, has_table_privilege('clinic_app', 'clinic.' || t, 'SELECT'),"
+        " has_table_privilege('clinic_app', 'clinic.' || t, 'INSERT, UPDATE, DELETE, TRUNCATE')"
+        " FROM unnest(%s::text[]) AS t",
+        (SHARED_TABLES,),
+    ).fetchall()
+    assert rows == [(t, True, False) for t in SHARED_TABLES]
+
+
+def test_every_tenant_table_has_row_level_security_and_no_truncate(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    rows = clinic_db.execute(
+        "SELECT t, c.relrowsecurity, c.relforcerowsecurity,"
+        " has_table_privilege('clinic_app', c.oid, 'SELECT, INSERT, UPDATE, DELETE'),"
+        " has_table_privilege('clinic_app', c.oid, 'TRUNCATE'),"
+        " (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid"
+        "  AND 'clinic_app'::regrole = ANY(p.polroles))"
+        " FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
+        " JOIN pg_class c ON c.oid = t::regclass ORDER BY n",
+        (TENANT_TABLES,),
+    ).fetchall()
+    assert rows == [(t, True, False, True, False, 1) for t in TENANT_TABLES]
+
+
+def test_webhook_queues_belong_to_the_worker_role(clinic_db: psycopg.Connection[Any]) -> None:
+    row = clinic_db.execute(
+        "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'clinic_webhook_worker'"
+    ).fetchone()
+    assert row == (False,), "clinic_webhook_worker must exist and be NOLOGIN"
+    rows = clinic_db.execute(
+        "SELECT t, has_table_privilege('clinic_app', t, 'SELECT, INSERT, UPDATE, DELETE'),"
+        " has_table_privilege('clinic_webhook_worker', t, 'SELECT'),"
+        " has_table_privilege('clinic_webhook_worker', t, 'INSERT'),"
+        " has_table_privilege('clinic_webhook_worker', t, 'UPDATE'),"
+        " has_table_privilege('clinic_webhook_worker', t, 'DELETE'),"
+        " has_table_privilege('clinic_webhook_worker', t, 'TRUNCATE')"
+        " FROM unnest(%s::text[]) AS t",
+        (["webhook.inbound_events", "webhook.outbound_deliveries"],),
+    ).fetchall()
+    assert rows == [
+        ("webhook.inbound_events", False, True, True, True, True, False),
+        ("webhook.outbound_deliveries", False, True, True, True, True, False),
+    ]
+    usage = clinic_db.execute(
+        "SELECT has_schema_privilege('clinic_app', 'webhook', 'USAGE'),"
+        " has_table_privilege('clinic_webhook_worker', 'clinic.patients', 'SELECT'),"
+        " has_column_privilege('clinic_webhook_worker', 'clinic.payments', 'amount', 'SELECT'),"
+        " has_column_privilege('clinic_webhook_worker', 'clinic.payments', 'status', 'UPDATE'),"
+        " has_column_privilege('clinic_webhook_worker', 'clinic.payments', 'amount', 'UPDATE')"
+    ).fetchone()
+    assert usage == (False, False, False, True, False)
+
+
+def test_webhook_worker_settles_provider_payments_of_any_clinic_only(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    a, b = _make_clinic(clinic_db, "wh-a", patients=1), _make_clinic(clinic_db, "wh-b", patients=1)
+    for ids, reference in ((a, "pi_a"), (b, None)):
+        clinic_db.execute(
+            "INSERT INTO clinic.payments (clinic_id, patient_id, amount, currency, method,"
+            " provider, provider_reference) VALUES (%s, %s, 5, 'EUR', 'card', %s, %s)",
+            (ids["clinic"], ids["patients"][0], reference and "stripe", reference),
+        )
+    with acting_as(clinic_db, "clinic_webhook_worker"):  # no clinic: an event names none
+        clinic_db.execute(
+            "INSERT INTO webhook.inbound_events (provider, idempotency_key, event_type, payload)"
+            " VALUES ('stripe', 'evt_1', 'payment.succeeded', '{}')"
+        )
+        settled = clinic_db.execute(
+            "UPDATE clinic.payments SET status = 'succeeded', paid_at = now()"
+            " WHERE provider = 'stripe' AND provider_reference = 'pi_a' AND status = 'pending'"
+            " RETURNING clinic_id"
+        ).fetchall()
+        visible = clinic_db.execute("SELECT count(*) FROM clinic.payments").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege), clinic_db.transaction():
+            clinic_db.execute("SELECT amount FROM clinic.payments")
+    assert settled == [(a["clinic"],)]
+    assert visible == (1,), "the cash payment without provider reference must stay invisible"
+
+
+def test_clinic_app_acting_for_a_clinic_sees_only_its_accounts_doctors_slots_and_bookings(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    a, b = _make_clinic(clinic_db, "iso-a"), _make_clinic(clinic_db, "iso-b")
+    for ids in (a, b):
+        slot = _make_slot(clinic_db, ids, timedelta(days=3))
+        clinic_db.execute("SELECT booking.book_slot(%s, %s)", (slot, ids["patients"][0]))
+    query = (
+        "SELECT (SELECT array_agg(DISTINCT clinic_id) FROM clinic.users),"
+        " (SELECT array_agg(DISTINCT clinic_id) FROM clinic.doctors),"
+        " (SELECT array_agg(DISTINCT clinic_id) FROM booking.slots),"
+        " (SELECT array_agg(DISTINCT s.clinic_id) FROM booking.bookings bk"
+        "  JOIN booking.slots s ON s.id = bk.slot_id)"
+    )
+    for ids in (a, b):
+        with _as_app_role(clinic_db, ids["clinic"]):
+            assert clinic_db.execute(query).fetchone() == ([ids["clinic"]],) * 4
+    with _as_app_role(clinic_db):
+        assert clinic_db.execute(query).fetchone() == (None,) * 4
+
+
+def test_a_booking_must_name_a_patient_and_appointment_of_its_slots_clinic(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    a, b = _make_clinic(clinic_db, "bk-a"), _make_clinic(clinic_db, "bk-b")
+    slot = _make_slot(clinic_db, a, timedelta(days=3))
+    appointment = clinic_db.execute(
+        "INSERT INTO clinic.appointments (clinic_id, doctor_id, patient_id, starts_at, ends_at)"
+        " SELECT clinic_id, doctor_id, %s, starts_at, ends_at FROM booking.slots WHERE id = %s"
+        " RETURNING id",
+        (a["patients"][0], slot),
+    ).fetchone()
+    assert appointment is not None
+    insert = (
+        "INSERT INTO booking.bookings (slot_id, doctor_id, starts_at, ends_at, patient_id,"
+        " appointment_id) SELECT id, doctor_id, starts_at, ends_at, %s, %s"
+        " FROM booking.slots WHERE id = %s"
+    )
+    with _as_app_role(clinic_db, a["clinic"]):
+        # The foreign key alone accepts clinic B's patient; the policy does not.
+        with (
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"),
+            clinic_db.transaction(),
+        ):
+            clinic_db.execute(insert, (b["patients"][0], appointment[0], slot))
+        clinic_db.execute(insert, (a["patients"][0], appointment[0], slot))
+
+
+def test_account_for_login_finds_one_account_before_a_clinic_is_chosen(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    ids = _make_clinic(clinic_db, "login", patients=0)
+    email = f"dr-{ids['doctor_user'].hex}@example.com"
+    with _as_app_role(clinic_db):
+        assert clinic_db.execute("SELECT count(*) FROM clinic.users").fetchone() == (0,)
+        rows = clinic_db.execute(
+            "SELECT user_id, clinic_id, role::text, is_active FROM clinic.account_for_login(%s)",
+            (email.upper(),),
+        ).fetchall()
+        unknown = clinic_db.execute(
+            "SELECT count(*) FROM clinic.account_for_login('nobody@example.com')"
+        ).fetchone()
+    assert rows == [(ids["doctor_user"], ids["clinic"], "doctor", True)]
+    assert unknown == (0,)
+    grants = clinic_db.execute(
+        "SELECT has_function_privilege('clinic_app', 'clinic.account_for_login(text)', 'EXECUTE'),"
+        " has_function_privilege('public', 'clinic.account_for_login(text)', 'EXECUTE'),"
+        " (SELECT prosecdef FROM pg_proc WHERE oid = 'clinic.account_for_login(text)'::regprocedure)"
+    ).fetchone()
+    assert grants == (True, False, True)
 
 
 # --------------------------------------------------------------------------------------- webhook
@@ -737,3 +911,120 @@ def test_inbound_webhook_events_are_idempotent(clinic_db: psycopg.Connection[Any
             "INSERT INTO webhook.inbound_events (provider, idempotency_key, event_type, payload)"
             " VALUES ('devpay', 'evt_1', 'payment.succeeded', '{}')"
         )
+
+
+# ----------------------------------------------------------------- book_slot refusals (021)
+
+
+def test_book_slot_tells_an_unknown_slot_from_an_unknown_patient_by_sqlstate(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    ids = _make_clinic(clinic_db, "unknown")
+    slot = _make_slot(clinic_db, ids, timedelta(days=3))
+    nobody = uuid.uuid4()
+    with pytest.raises(psycopg.errors.NoDataFound) as no_slot, clinic_db.transaction():
+        clinic_db.execute("SELECT booking.book_slot(%s, %s)", (nobody, ids["patients"][0]))
+    with pytest.raises(psycopg.errors.ForeignKeyViolation) as no_patient, clinic_db.transaction():
+        clinic_db.execute("SELECT booking.book_slot(%s, %s)", (slot, nobody))
+    assert (no_slot.value.sqlstate, no_slot.value.diag.message_primary) == (
+        "P0002",
+        f"booking.book_slot: slot {nobody} does not exist",
+    )
+    assert (no_patient.value.sqlstate, no_patient.value.diag.message_primary) == (
+        "23503",
+        f"booking.book_slot: patient {nobody} does not exist",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "UPDATE clinic.doctors SET is_accepting_patients = false WHERE id = %(doctor)s",
+            "booking.book_slot: doctor {doctor} is not accepting patients, slot {slot} cannot be"
+            " booked",
+        ),
+        (
+            "UPDATE clinic.clinics SET is_active = false WHERE id = %(clinic)s",
+            "booking.book_slot: clinic {clinic} is not active, slot {slot} cannot be booked",
+        ),
+    ],
+    ids=["doctor-not-accepting", "clinic-inactive"],
+)
+def test_book_slot_refuses_a_doctor_not_accepting_patients_and_an_inactive_clinic(
+    clinic_db: psycopg.Connection[Any], change: str, message: str
+) -> None:
+    ids = _make_clinic(clinic_db, "refuse")
+    slot = _make_slot(clinic_db, ids, timedelta(days=3))
+    clinic_db.execute(change, {"doctor": ids["doctor"], "clinic": ids["clinic"]})
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as refused, clinic_db.transaction():
+        clinic_db.execute("SELECT booking.book_slot(%s, %s)", (slot, ids["patients"][0]))
+    assert refused.value.diag.message_primary == message.format(
+        doctor=ids["doctor"], clinic=ids["clinic"], slot=slot
+    )
+    assert clinic_db.execute("SELECT count(*) FROM booking.bookings").fetchone() == (0,)
+
+
+# ------------------------------------------------------------- patient portal accounts (022)
+
+
+def test_a_portal_account_must_be_a_patient_account_of_the_patients_clinic(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    a, b = _make_clinic(clinic_db, "portal-a", 0), _make_clinic(clinic_db, "portal-b", 0)
+
+    def account(ids: dict[str, Any], role: str) -> uuid.UUID:
+        row = clinic_db.execute(
+            "INSERT INTO clinic.users (clinic_id, email, role, full_name)"
+            " VALUES (%s, %s, %s, 'Portal') RETURNING id",
+            (ids["clinic"], f"{uuid.uuid4().hex}@example.com", role),
+        ).fetchone()
+        assert row is not None
+        return uuid.UUID(str(row[0]))
+
+    insert = (
+        "INSERT INTO clinic.patients (clinic_id, user_id, medical_record_number, full_name,"
+        " date_of_birth) VALUES (%s, %s, %s, 'Portal Patient', '1990-01-01')"
+    )
+    for wrong in (account(b, "patient"), account(a, "staff"), a["doctor_user"]):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as refused, clinic_db.transaction():
+            clinic_db.execute(insert, (a["clinic"], wrong, f"P-{wrong.hex[:6]}"))
+        assert refused.value.diag.constraint_name == "patients_portal_account_fk"
+    mine = account(a, "patient")
+    clinic_db.execute(insert, (a["clinic"], mine, "P-OK"))
+    clinic_db.execute(insert, (a["clinic"], None, "P-NONE"))  # no account: not checked
+    # The linked account can no longer change its role or its clinic.
+    for change in ("role = 'staff'", "clinic_id = %s"):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation), clinic_db.transaction():
+            params = (b["clinic"], mine) if "%s" in change else (mine,)
+            clinic_db.execute(
+                sql.SQL("UPDATE clinic.users SET {} WHERE id = %s").format(sql.SQL(change)), params
+            )
+
+
+# -------------------------------------------------------------- audit: the role in effect (023)
+
+
+def test_audit_rows_record_the_login_and_the_role_in_effect(
+    clinic_db: psycopg.Connection[Any],
+) -> None:
+    ids = _make_clinic(clinic_db, "audit-role", patients=0)
+    login = clinic_db.execute("SELECT session_user::text").fetchone()
+    assert login is not None
+    with acting_as(clinic_db, "clinic_app", **{"app.current_clinic_id": ids["clinic"]}):
+        clinic_db.execute(
+            "INSERT INTO clinic.patients (clinic_id, medical_record_number, full_name,"
+            " date_of_birth) VALUES (%s, 'ROLE-1', 'Role Example', '1990-01-01')",
+            (ids["clinic"],),
+        )
+    rows = clinic_db.execute(
+        "SELECT table_name, db_user, db_role FROM audit.audit_logs"
+        " WHERE table_name IN ('clinics', 'patients') AND (record_id = %s OR new_values"
+        " ->> 'medical_record_number' = 'ROLE-1') ORDER BY id",
+        (str(ids["clinic"]),),
+    ).fetchall()
+    assert rows == [("clinics", login[0], login[0]), ("patients", login[0], "clinic_app")]
+    definer = clinic_db.execute(
+        "SELECT prosecdef FROM pg_proc WHERE oid = 'audit.log_change()'::regprocedure"
+    ).fetchone()
+    assert definer == (True,), "audit.log_change() must stay SECURITY DEFINER"
