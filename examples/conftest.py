@@ -10,8 +10,8 @@ import datetime as dt
 import functools
 import itertools
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -19,7 +19,8 @@ from uuid import UUID
 import psycopg
 import pytest
 from clinic_app import register_patient
-from psycopg.pq import TransactionStatus
+
+from pytest_clinicdb.tenants import acting_as
 
 Conn = psycopg.Connection[Any]
 
@@ -121,25 +122,21 @@ def make_slot() -> Callable[..., UUID]:
     return _create_slot
 
 
-@contextmanager
-def _as_clinic_app(conn: Conn) -> Iterator[Conn]:
-    # SET LOCAL: the role ends with the transaction (or here, whichever comes first).
-    conn.execute("SET LOCAL ROLE clinic_app")
-    try:
-        yield conn
-    finally:
-        if conn.info.transaction_status == TransactionStatus.INTRANS:
-            conn.execute("SET LOCAL ROLE NONE")
-
-
 @pytest.fixture
-def as_clinic_app() -> Callable[[Conn], AbstractContextManager[Conn]]:
+def as_clinic_app() -> Callable[..., AbstractContextManager[Conn]]:
     """``with as_clinic_app(conn):`` runs the block as the application role ``clinic_app``.
 
     The plugin connects as the owner of the tables, which row-level security does
-    not apply to; production connects as a member of ``clinic_app``.
+    not apply to; production connects as a member of ``clinic_app``.  Built on
+    ``pytest_clinicdb.tenants.acting_as``: settings may be given too, e.g.
+    ``as_clinic_app(conn, **{"app.current_clinic_id": clinic.id})``, and the
+    role and settings are restored after the block.
     """
-    return _as_clinic_app
+
+    def enter(conn: Conn, **settings: object) -> AbstractContextManager[Conn]:
+        return acting_as(conn, "clinic_app", **settings)
+
+    return enter
 
 
 def audit_rows(conn: Conn, table: str, record_id: object) -> list[tuple[Any, ...]]:

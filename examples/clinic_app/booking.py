@@ -57,12 +57,10 @@ def book_appointment(
         raise SlotTaken(f"slot {slot_id} is already booked") from exc
     except psycopg.errors.LockNotAvailable as exc:
         raise SlotBusy(f"slot {slot_id} is being booked by another transaction") from exc
-    except psycopg.errors.NoDataFound as exc:
-        # book_slot raises P0002 for both; its message says which ("... patient ... does not
-        # exist" or "... slot ... does not exist").
-        if "patient" in (exc.diag.message_primary or ""):
-            raise PatientNotFound(f"patient {patient_id} does not exist") from exc
+    except psycopg.errors.NoDataFound as exc:  # P0002: the slot (migration 021)
         raise SlotNotFound(f"slot {slot_id} does not exist") from exc
+    except psycopg.errors.ForeignKeyViolation as exc:  # 23503: the patient (migration 021)
+        raise PatientNotFound(f"patient {patient_id} does not exist") from exc
     except psycopg.errors.InvalidParameterValue as exc:
         raise BookingRejected(exc.diag.message_primary or str(exc)) from exc
     assert row is not None

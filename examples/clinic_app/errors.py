@@ -32,12 +32,13 @@ class SlotBusy(BookingError):
 
 
 class SlotNotFound(BookingError):
-    """No slot has this id: SQLSTATE P0002."""
+    """No slot has this id, or row-level security hides it: SQLSTATE P0002."""
 
 
 class PatientNotFound(BookingError):
-    """The patient does not exist, or row-level security hides it: SQLSTATE P0002."""
+    """The patient does not exist, or row-level security hides it: SQLSTATE 23503."""
 
 
 class BookingRejected(BookingError):
-    """The slot has already started, or the patient is registered at another clinic (22023)."""
+    """The slot has started, its clinic is not active, its doctor is not accepting patients,
+    or the patient is registered at another clinic: SQLSTATE 22023."""

@@ -39,19 +39,13 @@ def register_patient(
 
     ``user_id`` optionally links the patient's portal account: it must be an
     account of role ``patient`` of the same clinic, not linked to another
-    patient yet (the schema only enforces the last point, so the first two are
-    checked here).  The medical record number is unique per clinic.
+    patient yet.  The database enforces all of it (the portal account's
+    composite foreign key, migration 022, and ``UNIQUE (user_id)``), for every
+    writer, so this function only translates its errors.  The medical record
+    number is unique per clinic.
 
     Raises :class:`PatientAlreadyRegistered` or :class:`InvalidPortalAccount`.
     """
-    if user_id is not None:
-        account = conn.execute(
-            "SELECT clinic_id, role::text FROM clinic.users WHERE id = %s", (user_id,)
-        ).fetchone()
-        if account is None or account[0] != clinic_id or account[1] != "patient":
-            raise InvalidPortalAccount(
-                f"user {user_id} is not a patient account of clinic {clinic_id}"
-            )
     try:
         row = conn.execute(
             "INSERT INTO clinic.patients"
@@ -66,6 +60,12 @@ def register_patient(
             ) from exc
         if exc.diag.constraint_name == "patients_user_id_key":
             raise InvalidPortalAccount(f"user {user_id} is already linked to a patient") from exc
+        raise
+    except psycopg.errors.ForeignKeyViolation as exc:
+        if exc.diag.constraint_name in ("patients_portal_account_fk", "patients_user_id_fkey"):
+            raise InvalidPortalAccount(
+                f"user {user_id} is not a patient account of clinic {clinic_id}"
+            ) from exc
         raise
     assert row is not None
     patient_id: UUID = row[0]

@@ -27,8 +27,13 @@ def handle_inbound_webhook(
     ``payload["data"]["reference"]`` is updated and the event marked processed.
     If there is no such payment, ``processing_error`` says so and the event
     stays unprocessed (``processed_at IS NULL``), as do events of other types,
-    for a worker to look at.  Under the role ``clinic_app`` the payment is only
-    found if ``app.current_clinic_id`` is its clinic (row-level security).
+    for a worker to look at.
+
+    Runs as the webhook worker role ``clinic_webhook_worker`` (migration 018):
+    the webhook tables belong to no clinic and ``clinic_app`` has no access to
+    them.  The worker sees only the payments that carry a provider reference,
+    of every clinic (an event names no clinic), and may change only their
+    ``status`` and ``paid_at``.
     """
     event_type = str(payload.get("type") or "unknown")
     row = conn.execute(
@@ -46,12 +51,17 @@ def handle_inbound_webhook(
     if new_status is not None:
         data = payload.get("data")
         reference = data.get("reference") if isinstance(data, Mapping) else None
+        # Two statements rather than "paid_at = CASE ... ELSE paid_at END": the worker may
+        # write paid_at but not read it.
+        settle = (
+            "UPDATE clinic.payments SET status = 'succeeded', paid_at = now()"
+            if new_status == "succeeded"
+            else "UPDATE clinic.payments SET status = 'failed'"
+        )
         updated = conn.execute(
-            "UPDATE clinic.payments SET status = %s,"
-            " paid_at = CASE WHEN %s = 'succeeded' THEN now() ELSE paid_at END"
-            " WHERE provider = %s AND provider_reference = %s AND status = 'pending'"
+            settle + " WHERE provider = %s AND provider_reference = %s AND status = 'pending'"
             " RETURNING id",
-            (new_status, new_status, provider, reference),
+            (provider, reference),
         ).fetchone()
         if updated is None:
             conn.execute(

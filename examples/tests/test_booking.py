@@ -77,7 +77,7 @@ def test_each_refusal_of_book_slot_has_its_own_exception(
 
     with pytest.raises(SlotNotFound), clinic_db.transaction():  # P0002
         book_appointment(clinic_db, slot_id=UNKNOWN, patient_id=ours)
-    with pytest.raises(PatientNotFound), clinic_db.transaction():  # P0002 too
+    with pytest.raises(PatientNotFound), clinic_db.transaction():  # 23503
         book_appointment(clinic_db, slot_id=future_slot, patient_id=UNKNOWN)
     with pytest.raises(BookingRejected, match="can no longer be booked"), clinic_db.transaction():
         book_appointment(clinic_db, slot_id=past_slot, patient_id=ours)  # 22023
@@ -124,6 +124,43 @@ def test_seeded_patient_books_a_new_slot_of_the_seeded_doctor(clinic_db_dev, dev
     assert [reason for _, reason in appointments] == ["Annual check-up", "Vitamin D check"]
     assert appointments[-1][0] == booking.appointment_id
     assert_audited(clinic_db_dev, "clinic.appointments", booking.appointment_id, "INSERT")
+
+
+def test_an_unknown_slot_and_an_unknown_patient_have_their_own_sqlstate(
+    clinic_db, clinic, make_patient, make_slot
+):
+    # The application tells them apart by SQLSTATE alone (migration 021); they used to share
+    # P0002 and only the message said which.
+    patient_id = make_patient(clinic_db, clinic)
+    slot_id = make_slot(clinic_db, clinic.id, clinic.doctor_id)
+    codes = []
+    for slot, patient in ((UNKNOWN, patient_id), (slot_id, UNKNOWN)):
+        with pytest.raises(psycopg.Error) as refused, clinic_db.transaction():
+            clinic_db.execute("SELECT booking.book_slot(%s, %s)", (slot, patient))
+        codes.append(refused.value.sqlstate)
+    assert codes == ["P0002", "23503"]
+
+
+def test_a_doctor_who_is_not_accepting_patients_cannot_be_booked(
+    clinic_db, clinic, make_patient, make_slot
+):
+    patient_id = make_patient(clinic_db, clinic)
+    slot_id = make_slot(clinic_db, clinic.id, clinic.doctor_id)
+    clinic_db.execute(
+        "UPDATE clinic.doctors SET is_accepting_patients = false WHERE id = %s", (clinic.doctor_id,)
+    )
+    with pytest.raises(BookingRejected, match="is not accepting patients"), clinic_db.transaction():
+        book_appointment(clinic_db, slot_id=slot_id, patient_id=patient_id)
+    assert open_slots(clinic_db, doctor_id=clinic.doctor_id)[0].id == slot_id
+
+
+def test_a_slot_of_an_inactive_clinic_cannot_be_booked(clinic_db, clinic, make_patient, make_slot):
+    patient_id = make_patient(clinic_db, clinic)
+    slot_id = make_slot(clinic_db, clinic.id, clinic.doctor_id)
+    clinic_db.execute("UPDATE clinic.clinics SET is_active = false WHERE id = %s", (clinic.id,))
+    with pytest.raises(BookingRejected, match="is not active"), clinic_db.transaction():
+        book_appointment(clinic_db, slot_id=slot_id, patient_id=patient_id)
+    assert clinic_db.execute("SELECT count(*) FROM booking.bookings").fetchone()[0] == 0
 
 
 # ---------------------------------------------------------------- several connections, commits

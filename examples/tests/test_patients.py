@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg
 import pytest
 from clinic_app import (
     InvalidPortalAccount,
@@ -88,10 +89,15 @@ def test_portal_account_must_be_a_patient_account_of_the_same_clinic(
     ).fetchone()[0]
     details = dict(full_name="Portal User", date_of_birth=dt.date(2000, 1, 1))
 
-    # The schema would accept both of these (patients.user_id is a plain foreign key).
-    with pytest.raises(InvalidPortalAccount, match="not a patient account"):
+    with (
+        pytest.raises(InvalidPortalAccount, match="not a patient account"),
+        clinic_db.transaction(),
+    ):
         register_patient(clinic_db, clinic_id=other.id, mrn="P-1", user_id=portal_user, **details)
-    with pytest.raises(InvalidPortalAccount, match="not a patient account"):
+    with (
+        pytest.raises(InvalidPortalAccount, match="not a patient account"),
+        clinic_db.transaction(),
+    ):
         register_patient(
             clinic_db, clinic_id=clinic.id, mrn="P-2", user_id=clinic.staff_user_id, **details
         )
@@ -104,3 +110,25 @@ def test_portal_account_must_be_a_patient_account_of_the_same_clinic(
         "SELECT medical_record_number FROM clinic.patients WHERE user_id = %s", (portal_user,)
     ).fetchall()
     assert linked == [("P-3",)]
+
+
+def test_the_database_itself_refuses_a_portal_account_of_another_clinic_or_role(
+    clinic_db, clinic, make_clinic
+):
+    # Not through register_patient: any writer (a script, another service) is held to it.
+    other = make_clinic(clinic_db)
+    other_portal_user = clinic_db.execute(
+        "INSERT INTO clinic.users (clinic_id, email, role, full_name)"
+        " VALUES (%s, 'other.portal@example.com', 'patient', 'Other Portal') RETURNING id",
+        (other.id,),
+    ).fetchone()[0]
+    insert = (
+        "INSERT INTO clinic.patients (clinic_id, user_id, medical_record_number, full_name,"
+        " date_of_birth) VALUES (%s, %s, %s, 'Linked Example', '2000-01-01')"
+    )
+    refused = []
+    for n, account in enumerate((other_portal_user, clinic.staff_user_id)):
+        with pytest.raises(psycopg.errors.ForeignKeyViolation) as info, clinic_db.transaction():
+            clinic_db.execute(insert, (clinic.id, account, f"RAW-{n}"))
+        refused.append(info.value.diag.constraint_name)
+    assert refused == ["patients_portal_account_fk", "patients_portal_account_fk"]

@@ -6,7 +6,14 @@ import datetime as dt
 
 import psycopg
 import pytest
-from clinic_app import PatientNotFound, acting_as, book_appointment, list_patients, register_patient
+from clinic_app import (
+    PatientNotFound,
+    SlotNotFound,
+    acting_as,
+    book_appointment,
+    list_patients,
+    register_patient,
+)
 
 from pytest_clinicdb import assert_audited
 
@@ -54,19 +61,21 @@ def test_clinic_app_cannot_register_a_patient_at_another_clinic(
     assert sneaked == 0
 
 
-def test_clinic_app_cannot_book_a_slot_for_a_hidden_patient(
+def test_clinic_app_cannot_book_another_clinics_slot_or_patient(
     clinic_db, two_clinics, as_clinic_app, make_slot
 ):
     north, south = two_clinics
+    north_slot = make_slot(clinic_db, north.id, north.doctor_id)
     south_slot = make_slot(clinic_db, south.id, south.doctor_id)
-    # A north session asks for south's patient: row-level security hides it from book_slot.
+    # A north session: row-level security hides south's patient and south's slot from book_slot.
     with (
         as_clinic_app(clinic_db),
         acting_as(clinic_db, user_id=north.staff_user_id, clinic_id=north.id),
-        pytest.raises(PatientNotFound),
-        clinic_db.transaction(),
     ):
-        book_appointment(clinic_db, slot_id=south_slot, patient_id=two_clinics[south])
+        with pytest.raises(PatientNotFound), clinic_db.transaction():
+            book_appointment(clinic_db, slot_id=north_slot, patient_id=two_clinics[south])
+        with pytest.raises(SlotNotFound), clinic_db.transaction():
+            book_appointment(clinic_db, slot_id=south_slot, patient_id=two_clinics[north])
     assert clinic_db.execute("SELECT count(*) FROM booking.bookings").fetchone()[0] == 0
 
 
@@ -108,3 +117,24 @@ def test_seeded_clinics_are_isolated_from_each_other(clinic_db_dev, dev_seed, as
     assert riverside == ["Pat Example", "Terry Test"]
     assert payments == 2
     assert hilltop == [dev_seed.casey]
+
+
+def test_audit_rows_name_the_role_in_effect_next_to_the_login(
+    clinic_db, clinic, as_clinic_app, audit_trail
+):
+    # The application logs in as one role and works as clinic_app: both are on the audit row.
+    with as_clinic_app(clinic_db, **{"app.current_clinic_id": clinic.id}):
+        patient_id = register_patient(
+            clinic_db,
+            clinic_id=clinic.id,
+            mrn="ROLE-1",
+            full_name="Role Example",
+            date_of_birth=dt.date(1991, 1, 1),
+        )
+    login = clinic_db.execute("SELECT session_user::text").fetchone()[0]
+    rows = clinic_db.execute(
+        "SELECT db_user, db_role FROM audit.audit_logs"
+        " WHERE table_name = 'patients' AND record_id = %s",
+        (str(patient_id),),
+    ).fetchall()
+    assert rows == [(login, "clinic_app")]

@@ -8,6 +8,9 @@ from decimal import Decimal
 import psycopg
 import pytest
 from clinic_app import handle_inbound_webhook, record_payment
+from psycopg import sql
+
+from pytest_clinicdb.tenants import acting_as
 
 SUCCEEDED = {"type": "payment.succeeded", "data": {"reference": "pi_777"}}
 
@@ -104,6 +107,36 @@ def test_an_event_without_a_pending_payment_is_kept_unprocessed_with_the_reason(
         ("evt_2", None, "no pending stripe payment with reference 'pi_777'"),
         ("evt_3", None, "no pending stripe payment with reference 'pi_missing'"),
     ]
+
+
+def test_the_webhook_worker_settles_the_payment_whatever_its_clinic(
+    clinic_db, pending_card_payment
+):
+    # Production runs the handler as clinic_webhook_worker (migration 018), with no clinic set.
+    with acting_as(clinic_db, "clinic_webhook_worker"):
+        assert handle_inbound_webhook(
+            clinic_db, provider="stripe", event_id="evt_w", payload=SUCCEEDED
+        )
+    payment = clinic_db.execute(
+        "SELECT status::text, paid_at IS NOT NULL FROM clinic.payments WHERE id = %s",
+        (pending_card_payment,),
+    ).fetchone()
+    assert payment == ("succeeded", True)
+    audited = clinic_db.execute(
+        "SELECT db_role FROM audit.audit_logs WHERE record_id = %s AND action = 'UPDATE'",
+        (str(pending_card_payment),),
+    ).fetchall()
+    assert audited == [("clinic_webhook_worker",)]
+
+
+def test_clinic_sessions_cannot_read_the_webhook_queues(clinic_db, clinic, as_clinic_app):
+    assert handle_inbound_webhook(clinic_db, provider="stripe", event_id="evt_x", payload=SUCCEEDED)
+    with as_clinic_app(clinic_db, **{"app.current_clinic_id": clinic.id}):
+        for table in ("webhook.inbound_events", "webhook.outbound_deliveries"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), clinic_db.transaction():
+                clinic_db.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*table.split(".")))
+                )
 
 
 def test_concurrent_deliveries_of_one_event_are_stored_once(
