@@ -135,8 +135,15 @@ class Migration:
         return self.file.transactional
 
     def matches(self, checksum: str) -> bool:
-        """Whether a recorded checksum is this file's (either form)."""
-        return checksum in (self.checksum, self.legacy_checksum)
+        """Whether a recorded checksum is this file's.
+
+        Accepted: the normalized form, and the raw-bytes form older ledgers and
+        lock files hold — of the file as it is, or as it would be with CRLF line
+        ends or a BOM (a ledger written before the file was re-saved).
+        """
+        if checksum in (self.checksum, self.legacy_checksum):
+            return True
+        return checksum in self.file.raw_checksums()
 
     def extensions(self) -> list[str]:
         """Extensions this file creates (``CREATE EXTENSION [IF NOT EXISTS] x``)."""
@@ -502,9 +509,9 @@ def apply_migrations(
             began = time.perf_counter()
             if mig.file.transactional:
                 with conn.transaction():
+                    # execute_file resets the session after the file too: the ledger row is
+                    # written as the session's own user, whatever role the file set.
                     execute_file(conn, mig.file, MigrationError, settings=settings or {})
-                    # The ledger row is written as the session's own user, whatever the file set.
-                    reset_session(conn)
                     _record(conn, mig, "applied", time.perf_counter() - began)
             else:
                 _apply_outside_transaction(conn, mig, settings, began)
@@ -652,9 +659,7 @@ def _upgrade_checksums(
     old = [
         m
         for m in migrations
-        if m.name in ledger
-        and ledger[m.name] == m.legacy_checksum
-        and m.legacy_checksum != m.checksum
+        if m.name in ledger and ledger[m.name] != m.checksum and m.matches(ledger[m.name])
     ]
     if not old:
         return

@@ -204,6 +204,13 @@ class SQLFile:
         """sha256 of the raw bytes: what ledgers and lock files held before 0.2."""
         return hashlib.sha256(self.data).hexdigest()
 
+    def raw_checksums(self) -> set[str]:
+        """sha256 of this content as raw bytes with LF or CRLF line ends, with or without BOM."""
+        lf = normalized_bytes(self.data)
+        crlf = lf.replace(b"\n", b"\r\n")
+        bom = b"\xef\xbb\xbf"
+        return {hashlib.sha256(b).hexdigest() for b in (lf, crlf, bom + lf, bom + crlf)}
+
     @property
     def checksum(self) -> str:
         """sha256 of the text with line endings and BOM normalized, included files too.
@@ -852,23 +859,31 @@ def execute_file(
 
     A failing statement raises ``error_cls`` naming the file, line and column;
     what the file did is rolled back to where it started (a savepoint), the
-    caller's transaction stays usable.  A file that must run outside a
-    transaction is refused with :class:`SQLSyntaxUnsupportedError`.
+    caller's transaction stays usable.  After the file, the session is reset
+    again (with ``settings``): what the file SET does not outlive it.  A file
+    that must run outside a transaction is refused with
+    :class:`SQLSyntaxUnsupportedError`.
     """
     plan = sqlfile.plan
     if plan.outside:
         _refuse_outside(sqlfile, plan)
-    if reset if reset is not None else settings is not None:
-        reset_session(conn, settings)
-    for unit in plan.units:
-        if unit.is_copy:
-            _run_statement(conn, unit.source, unit.statements[0], error_cls)
-        elif on_statement is not None:
-            for stmt in unit.statements:
-                on_statement(stmt)
-                _run_statement(conn, unit.source, stmt, error_cls)
-        else:
-            _run_batch(conn, unit, error_cls)
+    clean = reset if reset is not None else settings is not None
+    with conn.transaction():
+        if clean:
+            reset_session(conn, settings)
+        for unit in plan.units:
+            if unit.is_copy:
+                _run_statement(conn, unit.source, unit.statements[0], error_cls)
+            elif on_statement is not None:
+                for stmt in unit.statements:
+                    on_statement(stmt)
+                    _run_statement(conn, unit.source, stmt, error_cls)
+            else:
+                _run_batch(conn, unit, error_cls)
+        if clean:
+            # What the file SET stays in the session after the transaction commits: the
+            # caller's next statements get the defaults (and its settings) back.
+            reset_session(conn, settings)
 
 
 def execute_file_outside_transaction(
