@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS clinic.patients;
+DROP SCHEMA IF EXISTS clinic;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS clinic.appointments;
+DROP TYPE IF EXISTS clinic.appointment_status;

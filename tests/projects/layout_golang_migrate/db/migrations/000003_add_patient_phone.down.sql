@@ -1,0 +1,1 @@
+ALTER TABLE clinic.patients DROP COLUMN IF EXISTS phone;

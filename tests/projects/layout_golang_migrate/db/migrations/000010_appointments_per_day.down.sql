@@ -1,0 +1,1 @@
+DROP VIEW IF EXISTS clinic.appointments_per_day;
