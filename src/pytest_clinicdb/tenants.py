@@ -552,7 +552,11 @@ class _Checker:
             ),
             [generated, *key],
         ).fetchone()
-        assert row is not None, f"{table.label}: row {key} vanished"
+        if row is None:
+            raise CheckError(
+                f"{table.label}: the session cannot read its row {_show_key(table, key)}",
+                hint="run the check as the tables' owner or a superuser",
+            )
         image: str = row[0]
         return image
 
@@ -796,9 +800,14 @@ def probe_tenant_isolation(
     # One savepoint (a transaction, on an autocommit connection) around everything: whatever a
     # probe does, nothing stays.
     with conn.transaction(force_rollback=True):
+        bypass = _role_bypass(conn, role)
+        # Called inside acting_as(conn, role): the check itself works as the session's user
+        # (the owner), which it needs to clear rows out of the way; the rollback restores it.
+        row = conn.execute("SELECT current_user = %s", (role,)).fetchone()
+        if row and row[0]:
+            conn.execute("SELECT set_config('role', 'none', true)")
         values = _tenant_values(conn, tenants)
         report = IsolationReport(role=role, setting=setting, tenants=values)
-        bypass = _role_bypass(conn, role)
         shared_oids = _resolve_shared(conn, shared)
         catalog = _Catalog(conn, role, schemas)
         checker = _Checker(conn, catalog, role, setting, values, report)

@@ -199,6 +199,16 @@ def test_the_check_leaves_nothing_behind(clinic_db_dev: Conn) -> None:
     assert clinic_db_dev.info.transaction_status == TransactionStatus.INTRANS
 
 
+@pytest.mark.clinicdb(dev_seed=True)
+def test_the_check_on_an_autocommit_connection_and_inside_acting_as(clinic_dsn: str) -> None:
+    with psycopg.connect(clinic_dsn, autocommit=True) as conn:
+        assert check(conn) == []
+        assert conn.info.transaction_status == TransactionStatus.IDLE
+        with acting_as(conn, ROLE, **{SETTING: HILLTOP}):
+            assert check(conn) == []
+            assert _session(conn, SETTING) == (ROLE, HILLTOP)
+
+
 def test_tenant_tables_are_every_table_clinic_app_may_read_but_the_shared_ones(
     clinic_db: Conn,
 ) -> None:
