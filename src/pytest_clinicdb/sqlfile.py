@@ -56,7 +56,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -389,7 +389,7 @@ class Plan:
     @cached_property
     def statements(self) -> tuple[Statement, ...]:
         return tuple(
-            replace(s, path=u.source.path) if u.source.included_from else s
+            s._replace(path=u.source.path) if u.source.included_from else s
             for u in self.units
             for s in u.statements
         )
