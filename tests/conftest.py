@@ -24,10 +24,13 @@ import pytest
 
 from pytest_clinicdb.binaries import probe, server_account
 from pytest_clinicdb.config import default_cache_dir
-from pytest_clinicdb.engine import CLUSTER_DIR_PREFIX, reap_dead_runs, stop_idle_clusters
-from pytest_clinicdb.server.embedded import EmbeddedCluster
+from pytest_clinicdb.gc import reap_dead_runs
+from pytest_clinicdb.server.cluster import CLUSTER_DIR_PREFIX, ClusterDir, stop_idle_clusters
+from pytest_clinicdb.server.embedded import start_standalone
 
 REPO = Path(__file__).resolve().parents[1]
+#: Small projects in other teams' styles: test data, run by the acceptance tests through pytester.
+collect_ignore = ["projects"]
 
 
 def postgres_processes(marker: str) -> list[str]:
@@ -84,9 +87,9 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
     bindir = Path(json.loads((root / "state.json").read_text())["bindir"])
     binaries = probe(bindir, "kept cluster")
     assert binaries is not None
-    cluster = EmbeddedCluster(root, binaries, account)
+    cluster = ClusterDir(root)
     was_running = cluster.running()
-    info = cluster.ensure_running()
+    info = start_standalone(root, binaries, account)
     try:
         with psycopg.connect(info.dsn, autocommit=True) as conn:
             yield conn
@@ -200,8 +203,8 @@ def external_server(cache_dir: Path) -> Iterator[tuple[str, str]]:
     account = server_account(None)
     binaries = make_reachable(find_binaries(None, "default"), account, cache_dir)
     # Beside the project's cache, not in it: the service is not the plugin's to clean up.
-    cluster = EmbeddedCluster(cache_dir.with_name("service-" + cache_dir.name), binaries, account)
-    info = cluster.ensure_running()
+    cluster = ClusterDir(cache_dir.with_name("service-" + cache_dir.name))
+    info = start_standalone(cluster.root, binaries, account)
     password = uuid.uuid4().hex
     with psycopg.connect(info.dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE app_ci LOGIN CREATEDB PASSWORD '{password}'")
@@ -211,4 +214,4 @@ def external_server(cache_dir: Path) -> Iterator[tuple[str, str]]:
         yield info.dsn, f"postgresql://app_ci:{password}@127.0.0.1:{info.tcp_port}/postgres"
     finally:
         cluster.destroy()
-        shutil.rmtree(cluster.paths.root, ignore_errors=True)
+        shutil.rmtree(cluster.root, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from . import checks
+from . import checks, lockfile
 from .checks import UNSET, Finding, render
 from .partitions import AUDIT_TABLE
 
@@ -48,11 +48,21 @@ def assert_audit_partitions_cover(
 
 
 def assert_audit_partitions_cover_horizon(
-    conn: Conn, *, months_ahead: int = 3, now: dt.datetime | None = None, table: str = AUDIT_TABLE
+    conn: Conn,
+    *,
+    months_ahead: int = 3,
+    now: dt.datetime | None = None,
+    table: str = AUDIT_TABLE,
+    production: bool = False,
 ) -> None:
-    """The current month and the next ``months_ahead`` are covered (relative to ``now``)."""
+    """The current month and the next ``months_ahead`` are covered (relative to ``now``).
+
+    With ``production`` the partitions the test set-up created do not count.
+    """
     __tracebackhide__ = True
-    findings = checks.check_partition_horizon(conn, months_ahead=months_ahead, now=now, table=table)
+    findings = checks.check_partition_horizon(
+        conn, months_ahead=months_ahead, now=now, table=table, production=production
+    )
     _fail_on(f"audit partitions of {table} do not reach {months_ahead} month(s) ahead", findings)
 
 
@@ -74,16 +84,24 @@ def assert_audited_timestamps_covered(
     return found
 
 
-def assert_triggers_enabled(conn: Conn, schemas: Sequence[str] = ("clinic",)) -> None:
-    """No trigger of ``schemas`` is disabled (internal foreign-key triggers included)."""
+def assert_triggers_enabled(conn: Conn, schemas: Sequence[str] | None = None) -> None:
+    """No trigger of ``schemas`` (default: every user schema) is disabled (internal foreign-key
+    triggers included)."""
     __tracebackhide__ = True
     _fail_on("disabled triggers", checks.check_triggers_enabled(conn, schemas))
 
 
-def assert_audited(conn: Conn, table: str, record_id: object, action: str) -> None:
-    """An audit row exists for ``action`` (INSERT/UPDATE/DELETE) on ``table``'s ``record_id``."""
+def assert_audited(
+    conn: Conn, table: str, record_id: object, action: str, *, audit_table: str = AUDIT_TABLE
+) -> None:
+    """An audit row exists for ``action`` (INSERT/UPDATE/DELETE) on ``table``'s ``record_id``.
+
+    ``audit_table`` has the clinic database's audit columns (``table_schema``,
+    ``table_name``, ``record_id``, ``action``).
+    """
     __tracebackhide__ = True
-    _fail_on("change not audited", checks.check_audited(conn, table, record_id, action))
+    findings = checks.check_audited(conn, table, record_id, action, audit_table=audit_table)
+    _fail_on("change not audited", findings)
 
 
 def assert_seed_refuses(
@@ -106,9 +124,10 @@ def assert_seed_idempotent(
     *,
     settings: Mapping[str, str] | None = None,
     exclude_columns: Sequence[str] = (),
-    schemas: Sequence[str] = ("clinic",),
+    schemas: Sequence[str] | None = None,
 ) -> None:
-    """A second run of the seed changes no row of ``schemas`` (rolled back afterwards)."""
+    """A second run of the seed changes no row of ``schemas`` (default: every user schema; the
+    audit tables are left out), rolled back afterwards."""
     __tracebackhide__ = True
     findings = checks.check_seed_idempotent(
         conn, Path(seed), settings=settings, exclude_columns=exclude_columns, schemas=schemas
@@ -117,11 +136,14 @@ def assert_seed_idempotent(
 
 
 def assert_migrations_match_lock(
-    migrations_dir: Path | str, lock: Path | str | None = None
+    migrations: Path | str | Sequence[Path | str], lock: Path | str | None = None
 ) -> None:
     """Historical migrations match the lock file (no edit, removal, rename or reordering)."""
     __tracebackhide__ = True
-    findings = checks.check_migration_lock(Path(migrations_dir), Path(lock) if lock else None)
+    folders = (
+        [Path(migrations)] if isinstance(migrations, (str, Path)) else list(map(Path, migrations))
+    )
+    findings = lockfile.check_migration_lock(folders, Path(lock) if lock else None)
     _fail_on("migrations do not match the lock file", findings)
 
 
@@ -135,7 +157,7 @@ def assert_seed_snapshot(
     *,
     settings: Mapping[str, str] | None = None,
     mask_columns: Sequence[str] = (),
-    schemas: Sequence[str] = ("clinic",),
+    schemas: Sequence[str] | None = None,
 ) -> None:
     """What the seed adds matches the committed snapshot file (a readable diff if not).
 

@@ -7,7 +7,9 @@ it into any test module::
 
 Each check is its own test item, named after the rule it checks.  They use the
 plugin's configuration (``--clinicdb-migrations``, ``--clinicdb-seeds`` …) and
-fresh clones of the template, so they change nothing else.
+fresh clones of the template, so they change nothing else.  A rule about
+something the project does not have (no dev seed, no partitioned audit table)
+is skipped with the reason.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ._state import engine_of
+from ._state import context_of
 from .asserts import (
     assert_audit_partitions_cover_horizon,
     assert_migrations_match_lock,
@@ -40,18 +42,33 @@ __all__ = [
     "test_clinicdb_triggers_are_enabled_after_seeding",
 ]
 
-TRIGGER_SCHEMAS = ("clinic", "booking", "webhook")
 
-
-def _seed(request: pytest.FixtureRequest, which: str) -> Path:
-    engine = engine_of(request.config)
-    try:
-        seed = engine.system_seed() if which == "001" else engine.dev_seed()
-    except ClinicDBError as exc:
-        pytest.skip(f"no {which} seed: {exc.message}")
+def _system_seed(request: pytest.FixtureRequest) -> Path:
+    seed = context_of(request.config).project.system_seed
     if seed is None:
-        pytest.skip(f"no {which} seed: seeds are disabled (--clinicdb-seeds none)")
+        pytest.skip(
+            "no system seed configured (--clinicdb-system-seed, or 001_*.sql in the seeds folder)"
+        )
     return seed
+
+
+def _dev_seed(request: pytest.FixtureRequest) -> Path:
+    try:
+        return context_of(request.config).project.dev_seed()
+    except ClinicDBError as exc:
+        pytest.skip(f"no dev seed: {exc.message}")
+
+
+def _audit_tables(request: pytest.FixtureRequest, conn: psycopg.Connection[Any]) -> list[str]:
+    from .partitions import resolve_audit_tables
+
+    tables = resolve_audit_tables(conn, context_of(request.config).settings.audit_tables)
+    if not tables:
+        pytest.skip(
+            "no audit table partitioned by range on a timestamp "
+            "(name one with --clinicdb-audit-tables)"
+        )
+    return tables
 
 
 def _autocommit(dsn: str) -> Iterator[psycopg.Connection[Any]]:
@@ -61,50 +78,59 @@ def _autocommit(dsn: str) -> Iterator[psycopg.Connection[Any]]:
 
 def test_clinicdb_migrations_match_the_lock_file(request: pytest.FixtureRequest) -> None:
     """Historical migrations match ``migrations.lock``: no edit, removal, rename or reordering."""
-    assert_migrations_match_lock(engine_of(request.config).settings.migrations)
+    assert_migrations_match_lock(list(context_of(request.config).settings.migrations))
 
 
 def test_clinicdb_system_seed_is_idempotent(
     request: pytest.FixtureRequest, clinic_dsn: str
 ) -> None:
-    """Seed 001 runs again on a database that has it and changes nothing."""
-    seed = _seed(request, "001")
+    """The system seed runs again on a database that has it and changes nothing."""
+    seed = _system_seed(request)
+    schemas = context_of(request.config).settings.schemas
     for conn in _autocommit(clinic_dsn):
-        assert_seed_idempotent(conn, seed, exclude_columns=["updated_at"])
+        assert_seed_idempotent(conn, seed, exclude_columns=["updated_at"], schemas=schemas)
 
 
 def test_clinicdb_dev_seed_guard_refuses_outside_development_and_test(
     request: pytest.FixtureRequest, clinic_dsn: str
 ) -> None:
-    """Seed 002 raises when app.environment is unset, empty, production or staging."""
-    assert_seed_refuses(clinic_dsn, _seed(request, "002"))
+    """The dev seed raises when app.environment is unset, empty, production or staging."""
+    assert_seed_refuses(clinic_dsn, _dev_seed(request))
 
 
 def test_clinicdb_dev_seed_is_idempotent(request: pytest.FixtureRequest, clinic_dsn: str) -> None:
-    """Seed 002 (app.environment=test) runs twice with the same result."""
-    seed = _seed(request, "002")
+    """The dev seed (app.environment=test) runs twice with the same result."""
+    seed = _dev_seed(request)
+    schemas = context_of(request.config).settings.schemas
     for conn in _autocommit(clinic_dsn):
-        assert_seed_idempotent(conn, seed, settings={"app.environment": "test"})
+        assert_seed_idempotent(conn, seed, settings={"app.environment": "test"}, schemas=schemas)
 
 
-def test_clinicdb_triggers_are_enabled_after_seeding(
-    request: pytest.FixtureRequest, clinic_db_dev: psycopg.Connection[Any]
-) -> None:
-    """After the dev-seed wrapper loaded 002, no trigger is left disabled."""
-    _seed(request, "002")
-    assert_triggers_enabled(clinic_db_dev, TRIGGER_SCHEMAS)
+def test_clinicdb_triggers_are_enabled_after_seeding(request: pytest.FixtureRequest) -> None:
+    """After the dev-seed wrapper loaded the dev seed, no trigger is left disabled."""
+    _dev_seed(request)
+    conn = request.getfixturevalue("clinic_db_dev")
+    assert_triggers_enabled(conn, context_of(request.config).settings.schemas)
 
 
 def test_clinicdb_audit_partitions_cover_now_and_the_horizon(
-    clinic_db: psycopg.Connection[Any],
+    request: pytest.FixtureRequest, clinic_db: psycopg.Connection[Any]
 ) -> None:
-    """The audit log has range partitions for this month and the next three."""
-    assert_audit_partitions_cover_horizon(clinic_db, months_ahead=3)
+    """The audit tables have range partitions for this month and the next three — made by the
+    migrations and the project's maintenance function, as in production (test-only partitions
+    do not count)."""
+    for table in _audit_tables(request, clinic_db):
+        assert_audit_partitions_cover_horizon(
+            clinic_db, months_ahead=3, table=table, production=True
+        )
 
 
-def test_clinicdb_no_audited_row_in_a_default_partition(
-    request: pytest.FixtureRequest, clinic_db_dev: psycopg.Connection[Any]
-) -> None:
-    """With both seeds loaded, no audit row sits in a DEFAULT partition."""
-    _seed(request, "002")
-    assert_no_rows_in_default_partition(clinic_db_dev)
+def test_clinicdb_no_audited_row_in_a_default_partition(request: pytest.FixtureRequest) -> None:
+    """With the seeds loaded, no audit row sits in a DEFAULT partition."""
+    try:
+        context_of(request.config).project.dev_seed()
+        conn = request.getfixturevalue("clinic_db_dev")
+    except ClinicDBError:
+        conn = request.getfixturevalue("clinic_db")
+    for table in _audit_tables(request, conn):
+        assert_no_rows_in_default_partition(conn, table)

@@ -11,7 +11,6 @@ settings — exactly as they found them, inside ``clinic_db`` too.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,9 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ._sqlsplit import normalize_sql
-from .errors import ClinicDBError, SeedError
-from .migrations import Migration, discover
+from .errors import CheckError, SeedError
 from .partitions import (
     AUDIT_TABLE,
     as_instant,
@@ -34,10 +31,9 @@ from .partitions import (
     read_partitions,
     show_instant,
 )
-from .seeds import disabled_triggers
+from .seeds import disabled_triggers, schemas_or_all
 from .sqlfile import execute_file, read_sql_file
 
-LOCK_FILE = "migrations.lock"
 UNSET = None  # app.environment never set in the session
 
 
@@ -81,15 +77,18 @@ def check_partition_coverage(
     start: dt.datetime | dt.date | str | None = None,
     end: dt.datetime | dt.date | str | None = None,
     table: str = AUDIT_TABLE,
+    production: bool = False,
 ) -> list[Finding]:
     """Every timestamp, and every instant of ``[start, end)``, must fall in a range partition.
 
     A timestamp that only a DEFAULT partition would take is a finding too: rows
-    there are silently outside the monthly scheme.
+    there are silently outside the monthly scheme.  With ``production`` the
+    partitions the test set-up created are not counted: what is judged is what
+    the migrations and the project's maintenance function made.
     """
     if (start is None) != (end is None):
-        raise ClinicDBError("give both start and end for a range, or neither")
-    pmap = read_partitions(conn, table)
+        raise CheckError("give both start and end for a range, or neither")
+    pmap = read_partitions(conn, table, production=production)
     findings: list[Finding] = []
     for raw in timestamps:
         ts = as_instant(raw)
@@ -131,13 +130,25 @@ def check_partition_horizon(
     months_ahead: int = 3,
     now: dt.datetime | None = None,
     table: str = AUDIT_TABLE,
+    production: bool = False,
 ) -> list[Finding]:
     """The current month and ``months_ahead`` more must be covered (the calendar moves on)."""
     start = month_start(as_instant(now or dt.datetime.now(dt.timezone.utc)))
     end = start
     for _ in range(months_ahead + 1):
         end = next_month(end)
-    return check_partition_coverage(conn, start=start, end=end, table=table)
+    findings = check_partition_coverage(
+        conn, start=start, end=end, table=table, production=production
+    )
+    if production and findings:
+        test_only = [p for p in read_partitions(conn, table).ranges if p.test_only]
+        if test_only:
+            note = (
+                f"the tests ran only because the test set-up created {len(test_only)} test-only "
+                f"partition(s) of {table}: outside tests, audited writes fail with 23514"
+            )
+            findings = [Finding(f.check, f"{f.problem}; {note}", f.fix) for f in findings]
+    return findings
 
 
 def check_default_partition_empty(
@@ -205,8 +216,9 @@ def audited_timestamps(
 
 
 def check_triggers_enabled(
-    conn: psycopg.Connection[Any], schemas: Sequence[str] = ("clinic",)
+    conn: psycopg.Connection[Any], schemas: Sequence[str] | None = None
 ) -> list[Finding]:
+    """No trigger of ``schemas`` (default: every user schema) may be disabled."""
     return [
         Finding(
             "triggers",
@@ -218,14 +230,25 @@ def check_triggers_enabled(
 
 
 def check_audited(
-    conn: psycopg.Connection[Any], table: str, record_id: object, action: str
+    conn: psycopg.Connection[Any],
+    table: str,
+    record_id: object,
+    action: str,
+    *,
+    audit_table: str = AUDIT_TABLE,
 ) -> list[Finding]:
-    """An audit row must exist for ``action`` on ``table``'s row ``record_id``."""
+    """An audit row must exist for ``action`` on ``table``'s row ``record_id``.
+
+    ``audit_table`` has the clinic database's audit columns: ``table_schema``,
+    ``table_name``, ``record_id`` and ``action``.
+    """
     schema, _, name = table.rpartition(".")
     schema = schema or "clinic"
     rows = conn.execute(
-        "SELECT action, count(*) FROM audit.audit_logs WHERE table_schema = %s "
-        "AND table_name = %s AND record_id = %s GROUP BY action ORDER BY action",
+        sql.SQL(
+            "SELECT action, count(*) FROM {} WHERE table_schema = %s "
+            "AND table_name = %s AND record_id = %s GROUP BY action ORDER BY action"
+        ).format(sql.SQL(read_partitions(conn, audit_table).table)),
         (schema, name, str(record_id)),
     ).fetchall()
     counts = {str(a): int(n) for a, n in rows}
@@ -302,15 +325,19 @@ def _dsn_of(conn: psycopg.Connection[Any]) -> str:
     return psycopg.conninfo.make_conninfo("", **params)
 
 
-def _tables(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[str]:
+def _tables(conn: psycopg.Connection[Any], schemas: Sequence[str] | None) -> list[str]:
+    """The tables of ``schemas`` (default: every user schema), audit tables left out."""
+    from .partitions import find_audit_tables
+
+    audit = set(find_audit_tables(conn))
     rows = conn.execute(
         "SELECT c.oid::regclass::text FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
         "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
         "ORDER BY 1",
-        (list(schemas),),
+        (schemas_or_all(conn, schemas),),
     ).fetchall()
-    return [str(r[0]) for r in rows]
+    return [str(r[0]) for r in rows if str(r[0]) not in audit]
 
 
 def _rows_sql(table: str, exclude: Sequence[str]) -> sql.Composable:
@@ -340,10 +367,10 @@ def check_seed_idempotent(
     *,
     settings: Mapping[str, str] | None = None,
     exclude_columns: Sequence[str] = (),
-    schemas: Sequence[str] = ("clinic",),
+    schemas: Sequence[str] | None = None,
     sample: int = 3,
 ) -> list[Finding]:
-    """Running ``seed`` a second time must change no row of ``schemas``.
+    """Running ``seed`` a second time must change no row of ``schemas`` (default: all user ones).
 
     The seed runs twice inside a savepoint that is rolled back; after the first
     run every table is copied to a temporary table, after the second the two are
@@ -409,7 +436,7 @@ def seed_snapshot(
     *,
     settings: Mapping[str, str] | None = None,
     mask_columns: Sequence[str] = (),
-    schemas: Sequence[str] = ("clinic",),
+    schemas: Sequence[str] | None = None,
 ) -> str:
     """A stable text dump of the rows ``seed`` adds, per table, in a rolled-back savepoint.
 
@@ -440,96 +467,3 @@ def _masked(row: str, mask: Sequence[str]) -> str:
         if col in data:
             data[col] = "***"
     return json.dumps(data, sort_keys=True, ensure_ascii=False)
-
-
-# --------------------------------------------------------------------------- migration lock
-
-
-def lock_entries(migrations: Sequence[Migration]) -> list[dict[str, str]]:
-    return [
-        {
-            "name": m.name,
-            "sha256": m.checksum,
-            "normalized_sha256": hashlib.sha256(normalize_sql(m.file.text).encode()).hexdigest(),
-        }
-        for m in migrations
-    ]
-
-
-def write_lock(migrations_dir: Path, lock_path: Path | None = None) -> Path:
-    """Write the checksum lock file beside the migrations (``database/migrations.lock``)."""
-    lock_path = lock_path or migrations_dir.parent / LOCK_FILE
-    entries = lock_entries(discover(migrations_dir))
-    body = {"format": 1, "migrations": entries}
-    lock_path.write_text(json.dumps(body, indent=2) + "\n")
-    return lock_path
-
-
-def check_migration_lock(migrations_dir: Path, lock_path: Path | None = None) -> list[Finding]:
-    """Historical migrations must match the lock: bytes, names, order."""
-    lock_path = lock_path or migrations_dir.parent / LOCK_FILE
-    relock = f"review the change, then run `clinicdb lock` to refresh {lock_path.name}"
-    try:
-        locked = json.loads(lock_path.read_text())["migrations"]
-    except FileNotFoundError:
-        return [
-            Finding(
-                "migration-lock",
-                f"no lock file {lock_path}",
-                "run `clinicdb lock` and commit the file",
-            )
-        ]
-    except (ValueError, KeyError, TypeError) as exc:
-        return [Finding("migration-lock", f"{lock_path} is not a valid lock file: {exc}", relock)]
-    current = {e["name"]: e for e in lock_entries(discover(migrations_dir))}
-    findings = []
-    last_locked = max((e["name"] for e in locked), default="", key=_order_key)
-    for entry in locked:
-        now = current.get(entry["name"])
-        if now is None:
-            findings.append(
-                Finding(
-                    "migration-lock",
-                    f"{entry['name']} was removed or renamed (it is in the lock file)",
-                    "restore it: applied migrations are never removed or renamed; "
-                    "write a new migration instead",
-                )
-            )
-        elif now["sha256"] != entry["sha256"]:
-            kind = (
-                "only comments or whitespace changed"
-                if now["normalized_sha256"] == entry["normalized_sha256"]
-                else "its SQL changed"
-            )
-            findings.append(
-                Finding(
-                    "migration-lock",
-                    f"{entry['name']} was edited after it was locked: {kind}",
-                    "revert it and put the change in a new migration"
-                    if kind == "its SQL changed"
-                    else "revert the edit, or " + relock,
-                )
-            )
-    locked_names = {e["name"] for e in locked}
-    for name in current:
-        if name in locked_names:
-            continue
-        if _order_key(name) < _order_key(last_locked):
-            findings.append(
-                Finding(
-                    "migration-lock",
-                    f"new migration {name} sorts before the locked {last_locked}: databases that "
-                    "already ran the later ones would apply it out of order",
-                    "renumber it after the last existing migration",
-                )
-            )
-        else:
-            findings.append(
-                Finding("migration-lock", f"new migration {name} is not in the lock file", relock)
-            )
-    return findings
-
-
-def _order_key(name: str) -> tuple[int, str]:
-    head = name.split("_", 1)[0]
-    return (int(head), name) if head.isdigit() else (-1, name)

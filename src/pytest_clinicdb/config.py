@@ -27,7 +27,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 class OptionSpec:
     name: str
     help: str
-    kind: str = "str"  # str | path | int | bool | choice
+    kind: str = "str"  # str | path | paths | seed | list | int | bool | choice
     default: object = None
     choices: tuple[str, ...] = ()
     metavar: str | None = None
@@ -91,17 +91,60 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "migrations",
-        "directory of NNN_name.sql migrations",
-        "path",
-        "database/migrations",
+        "folder of migrations (numbered files, or the layout of golang-migrate, Flyway, dbmate, "
+        "goose or the Supabase CLI); repeat the option, or one folder per ini line, for several",
+        "paths",
+        ("database/migrations",),
         metavar="DIR",
     ),
     OptionSpec(
         "seeds",
-        "directory with 001_*.sql (system seed) and 002_*.sql (dev seed); 'none' for no seeds",
+        "folder with 001_*.sql (system seed) and 002_*.sql (dev seed); 'none' for no seeds",
         "path",
         "database/seeds",
         metavar="DIR",
+    ),
+    OptionSpec(
+        "system_seed",
+        "the system seed file (or glob), loaded into every template; 'none' for none "
+        "(default: 001_*.sql in the seeds folder, if there is one)",
+        "seed",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "dev_seed_file",
+        "the DEV/TEST ONLY seed file (or glob); 'none' for none "
+        "(default: 002_*.sql in the seeds folder)",
+        "seed",
+        metavar="FILE",
+    ),
+    OptionSpec(
+        "bootstrap",
+        "folder of SQL files run before the migrations and kept out of the ledger: what the "
+        "platform provides in production (roles, schemas, extensions); repeatable",
+        "paths",
+        metavar="DIR",
+    ),
+    OptionSpec(
+        "schemas",
+        "comma-separated schemas the checks look at (default: every schema of the migrations)",
+        "list",
+        metavar="SCHEMAS",
+    ),
+    OptionSpec(
+        "audit_tables",
+        "comma-separated partitioned audit tables whose monthly partitions tests need "
+        "(default: every table partitioned by range on a timestamp in a schema named audit*)",
+        "list",
+        metavar="TABLES",
+    ),
+    OptionSpec(
+        "partition_function",
+        "the project's partition maintenance function, called (from, to) as production's "
+        "scheduled job would (default: found in the audit tables' schema; 'none' for plain "
+        "CREATE TABLE … PARTITION OF)",
+        "str",
+        metavar="FUNCTION",
     ),
     OptionSpec(
         "run_as",
@@ -125,8 +168,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "dev_seed_tables",
         "comma-separated tables whose triggers the dev-seed wrapper disables "
-        "(default: the tables 002 writes to)",
-        "str",
+        "(default: every table of the schemas that carries an audit trigger)",
+        "list",
         metavar="TABLES",
     ),
     OptionSpec(
@@ -191,12 +234,19 @@ class Settings:
     backend: str
     pg_bin: Path | None
     pg_version: int | None
-    migrations: Path
+    migrations: tuple[Path, ...]
     seeds: Path | None
     run_as: str | None
     cache_dir: Path
     rootdir: Path
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: None: from the seeds folder; () : none; else the file or glob
+    system_seed: str | None = None
+    dev_seed_file: str | None = None
+    bootstrap: tuple[Path, ...] = ()
+    schemas: tuple[str, ...] | None = None
+    audit_tables: tuple[str, ...] | None = None
+    partition_function: str | None = None
     dev_seed: bool = False
     dev_seed_mode: str = "audit"
     environment: str = "test"
@@ -213,6 +263,10 @@ class Settings:
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
+
+    def given(self, name: str) -> bool:
+        """Whether the option was set (command line, environment or ini), not defaulted."""
+        return name in self.sources
 
     def display_path(self, path: Path) -> str:
         try:
@@ -233,6 +287,19 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / f"pytest-clinicdb-{uid}"
 
 
+def _path(text: str, where: str, base: Path) -> Path:
+    if not text:
+        raise ConfigError(f"{where}: empty path")
+    path = Path(os.path.expanduser(text))
+    return (path if path.is_absolute() else base / path).resolve()
+
+
+def _items(raw: object, sep: str) -> list[str]:
+    """A multi-valued option's items: a list (repeated option, ini lines) or separated text."""
+    parts = [str(r) for r in raw] if isinstance(raw, (list, tuple)) else str(raw).split(sep)
+    return [p.strip() for p in parts if p.strip()]
+
+
 def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
     if spec.kind == "bool":
         if isinstance(raw, bool):
@@ -243,6 +310,17 @@ def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
         if text in _FALSE:
             return False
         raise ConfigError(f"{where}: {raw!r} is not a boolean", hint="use true or false")
+    if spec.kind == "paths":
+        # Several folders: a repeated option, one per ini line, or the OS path separator.
+        items = _items(raw, os.pathsep if where.startswith("environment") else "\n")
+        if not items:
+            raise ConfigError(f"{where}: no folder given")
+        return tuple(dict.fromkeys(_path(item, where, base) for item in items))
+    if spec.kind == "list":
+        items = _items(raw, ",")
+        if not items:
+            raise ConfigError(f"{where}: empty list", hint="e.g. clinic,booking")
+        return tuple(items)
     text = str(raw).strip()
     if spec.kind == "int":
         try:
@@ -256,23 +334,19 @@ def _convert(spec: OptionSpec, raw: object, where: str, base: Path) -> object:
                 hint="valid values: " + ", ".join(spec.choices),
             )
         return text
+    if spec.kind == "seed":
+        # A file or a glob, relative to where it was given; "none" switches it off.
+        if text.lower() == "none":
+            return ""
+        if not text:
+            raise ConfigError(f"{where}: empty path", hint="name a file, a glob, or none")
+        path = Path(os.path.expanduser(text))
+        return str(path if path.is_absolute() else base / path)
     if spec.kind == "path":
         if spec.name == "seeds" and text.lower() == "none":
             return None
-        if not text:
-            raise ConfigError(f"{where}: empty path")
-        path = Path(os.path.expanduser(text))
-        return (path if path.is_absolute() else base / path).resolve()
+        return _path(text, where, base)
     return text or None
-
-
-def _table_list(raw: object, where: str | None) -> tuple[str, ...] | None:
-    if raw is None:
-        return None
-    tables = tuple(t.strip() for t in str(raw).split(",") if t.strip())
-    if not tables:
-        raise ConfigError(f"{where}: empty table list", hint="e.g. clinic.patients,clinic.doctors")
-    return tables
 
 
 def resolve(
@@ -285,13 +359,17 @@ def resolve(
     cwd: Path | None = None,
 ) -> Settings:
     """Resolve every option.  ``cli``/``ini`` return None for "not given"."""
+    from .server import backend_names
+
     cwd = cwd or Path.cwd()
     inidir = inidir or rootdir
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
     for spec in OPTIONS:
+        if spec.name == "backend":
+            spec = OptionSpec(spec.name, spec.help, spec.kind, spec.default, backend_names())
         raw = cli(spec.name)
-        if raw is not None:
+        if raw is not None and raw != []:
             values[spec.name] = _convert(spec, raw, spec.cli, cwd)
             sources[spec.name] = spec.cli
             continue
@@ -300,7 +378,7 @@ def resolve(
             sources[spec.name] = spec.env
             continue
         raw = ini(spec.name)
-        if raw is not None and raw != "":
+        if raw is not None and raw != "" and raw != []:
             values[spec.name] = _convert(spec, raw, f"ini {spec.ini}", inidir)
             sources[spec.name] = f"ini {spec.ini}"
             continue
@@ -335,12 +413,13 @@ def resolve(
             hint="add --clinicdb-backend docker",
         )
     cache = values["cache_dir"]
+    function = values["partition_function"]
     return Settings(
         dsn=str(values["dsn"]) if values["backend"] == "external" else None,
         image=values["image"],  # type: ignore[arg-type]
         allow_external_dev_seed=bool(values["allow_external_dev_seed"]),
         reuse=bool(values["reuse"]),
-        dev_seed_tables=_table_list(values["dev_seed_tables"], sources.get("dev_seed_tables")),
+        dev_seed_tables=values["dev_seed_tables"],  # type: ignore[arg-type]
         rebuild=bool(values["rebuild"]),
         keep_templates=int(str(values["keep_templates"])),
         keep_failed=bool(values["keep_failed"]),
@@ -354,6 +433,12 @@ def resolve(
         pg_version=values["pg_version"],  # type: ignore[arg-type]
         migrations=values["migrations"],  # type: ignore[arg-type]
         seeds=values["seeds"],  # type: ignore[arg-type]
+        system_seed=values["system_seed"],  # type: ignore[arg-type]
+        dev_seed_file=values["dev_seed_file"],  # type: ignore[arg-type]
+        bootstrap=values["bootstrap"] or (),  # type: ignore[arg-type]
+        schemas=values["schemas"],  # type: ignore[arg-type]
+        audit_tables=values["audit_tables"],  # type: ignore[arg-type]
+        partition_function=None if function is None else str(function),
         run_as=values["run_as"],  # type: ignore[arg-type]
         cache_dir=cache if isinstance(cache, Path) else default_cache_dir(),
         rootdir=rootdir,

@@ -2,12 +2,46 @@
 
 Every error says what was checked and how to fix it.  Structured attributes
 (``file``, ``line``, ``sqlstate`` ...) let tests and the CLI read the details
-without parsing the message.
+without parsing the message::
+
+    ClinicDBError
+    ├── ConfigError                  an option, ini key or environment value
+    │   └── InputNotFoundError       a configured folder or file does not exist
+    ├── BinariesNotFoundError        no PostgreSQL build matches
+    ├── ServerStartError             initdb / start / connect failed (log tail attached)
+    │   ├── ServerDiedError          the server went away mid-session
+    │   └── ConnectionBudgetError    the server has no connection left for this run
+    ├── MigrationDiscoveryError      the migrations folder or a file name
+    ├── MigrationEditedError         an applied migration changed
+    ├── ExtensionsMissingError       the build lacks an extension the migrations create
+    ├── SQLFileError                 a statement failed (file, line, column, SQLSTATE)
+    │   ├── MigrationError
+    │   ├── SeedError
+    │   └── BootstrapError
+    ├── SQLFileReadError             a file cannot be read
+    ├── SQLSyntaxUnsupportedError    something the runner cannot run (file, line)
+    ├── SeedNotFoundError            a seed file or folder is missing
+    ├── DevSeedRefusedError          the plugin's own guard refused seed 002
+    ├── TriggersLeftDisabledError    a trigger is disabled after seeding
+    ├── PartitionError               a partitioned table cannot be read or covered
+    ├── TemplateBuildError           building a template failed (cause chained)
+    └── CheckError                   a check was called with arguments it cannot use
+
+Errors cross process boundaries (pytest-xdist sends them from workers to the
+controller), so every one of them pickles and unpickles with its attributes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+
+def _rebuild(cls: type[ClinicDBError], state: dict[str, Any]) -> ClinicDBError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, str(error))
+    return error
 
 
 class ClinicDBError(Exception):
@@ -23,9 +57,18 @@ class ClinicDBError(Exception):
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take other constructor arguments than ``args``: rebuild from the
+        # attributes instead, so the error pickles whatever its signature.
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
 
 class ConfigError(ClinicDBError):
     """An option, ini key or environment variable has a value we cannot use."""
+
+
+class InputNotFoundError(ConfigError):
+    """A configured folder or file (migrations, seeds, bootstrap) does not exist."""
 
 
 class BinariesNotFoundError(ClinicDBError):
@@ -44,6 +87,10 @@ class ServerStartError(ClinicDBError):
 
 class ServerDiedError(ServerStartError):
     """The server stopped answering in the middle of the session."""
+
+
+class ConnectionBudgetError(ServerStartError):
+    """The server cannot take the connections this run needs."""
 
 
 class MigrationDiscoveryError(ClinicDBError):
@@ -123,6 +170,20 @@ class SeedError(SQLFileError):
     kind = "seed"
 
 
+class BootstrapError(SQLFileError):
+    """A bootstrap file failed; nothing of that file stays applied."""
+
+    kind = "bootstrap file"
+
+
+class SQLFileReadError(ClinicDBError):
+    """A migration or seed file cannot be read from disk."""
+
+    def __init__(self, file: Path, message: str, *, hint: str | None = None) -> None:
+        self.file = file
+        super().__init__(f"{file.name}: {message}\n  file: {file}", hint=hint)
+
+
 class SQLSyntaxUnsupportedError(ClinicDBError):
     """A file uses something the runner cannot run inside a transaction."""
 
@@ -132,12 +193,49 @@ class SQLSyntaxUnsupportedError(ClinicDBError):
         super().__init__(f"{file.name}, line {line}: {message}\n  file: {file}", hint=hint)
 
 
-class TemplateBuildError(ClinicDBError):
-    """Building the template database failed (nothing half-built is kept)."""
+class SeedNotFoundError(ConfigError):
+    """A configured seed file or seeds folder is missing, or a pattern is ambiguous."""
 
 
 class DevSeedRefusedError(ClinicDBError):
     """The dev-only seed (002) was refused by the plugin's own guard."""
+
+
+class TriggersLeftDisabledError(ClinicDBError):
+    """Triggers are disabled after seeding (they stay disabled for every session)."""
+
+    def __init__(self, triggers: list[str], *, hint: str | None = None) -> None:
+        self.triggers = triggers
+        super().__init__(
+            "triggers are disabled after the dev seed committed: " + ", ".join(triggers),
+            hint=hint
+            or "enable them with ALTER TABLE … ENABLE TRIGGER …; something else disabled them",
+        )
+
+
+class PartitionError(ClinicDBError):
+    """A partitioned table cannot be read, or its partitions cannot be created."""
+
+
+class TemplateBuildError(ClinicDBError):
+    """Building the template database failed (nothing half-built is kept).
+
+    ``cause`` is the error that stopped the build (also chained as ``__cause__``);
+    the message is the cause's, prefixed with the template that was being built.
+    """
+
+    def __init__(self, template: str, cause: BaseException) -> None:
+        self.template = template
+        self.cause = cause
+        if isinstance(cause, ClinicDBError):
+            message, hint = cause.message, cause.hint
+        else:
+            message, hint = (str(cause).strip() or type(cause).__name__), None
+        super().__init__(message, hint=hint)
+
+
+class CheckError(ClinicDBError):
+    """A check was called with arguments it cannot use."""
 
 
 def _indent(text: str, prefix: str) -> str:

@@ -1,40 +1,77 @@
 """The public fixtures (their docstrings show in ``pytest --fixtures``).
 
-The chain, each link overridable in a ``conftest.py``::
+The chain — each link *receives* the previous one's value and uses it, so a
+``conftest.py`` that overrides a link changes what every later link gets::
 
-    clinic_postgres (session)  → _clinicdb_template (session)
-        → _clinicdb_worker (session, this worker's clone)  → clinic_db (function)
-        → clinic_dsn (function, a fresh clone)             → clinic_db_fresh (function)
+    _clinicdb_run (session)           the run directory
+      └─ clinic_postgres (session)    the server: the backend's, or your own
+           └─ _clinicdb_template (session)        migrations + system seed
+                ├─ _clinicdb_worker (session)     this worker's clone  → clinic_db
+                └─ _clinicdb_template_dev (session)   + the DEV/TEST ONLY seed
+                     └─ _clinicdb_worker_dev (session)                 → clinic_db_dev
+      clinic_postgres + a template  → clinic_dsn (a fresh clone per test) → clinic_db_fresh
+
+``clinic_db`` (and ``clinic_dsn``) take the dev links instead when the test
+asks for the dev seed (``@pytest.mark.clinicdb(dev_seed=True)`` or
+``--clinicdb-dev-seed``).  psycopg is imported when a fixture first needs it:
+loading the plugin costs a suite without database tests nothing.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import psycopg
 import pytest
 
-from ._state import PHASE_REPORTS_KEY, engine_of
-from .engine import Engine
-from .errors import ClinicDBError
-from .server import ServerInfo
-from .templates import TemplateInfo
+from ._state import PHASE_REPORTS_KEY, context_of, report_server
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from ._state import Context
+    from .databases import Databases
+    from .runs import Run
+    from .server import ServerInfo
+    from .templates import TemplateInfo
 
 T = TypeVar("T")
 
-#: The transaction's start time: changes only if the test's transaction was committed.
-_STARTED = "SELECT extract(epoch FROM now())"
+
+# --------------------------------------------------------------------------- set-up errors
 
 
-def _run(request: pytest.FixtureRequest, fn: Callable[[], T]) -> T:
-    """Run a set-up step; turn our errors into one readable failure and stop the run."""
+def _message(exc: BaseException, server: ServerInfo | None) -> str | None:
+    """Our message for a set-up error, or None if it is not one of ours."""
+    import psycopg
+
+    from .errors import ClinicDBError
+
+    if isinstance(exc, ClinicDBError):
+        return f"pytest-clinicdb: {exc}"
+    if isinstance(exc, psycopg.Error):
+        if server is not None:
+            from .server import died
+
+            dead = died(server)
+            if dead is not None:
+                return f"pytest-clinicdb: {dead}"
+        return f"pytest-clinicdb: {str(exc).strip()}"
+    return None
+
+
+def _setup(
+    request: pytest.FixtureRequest, fn: Callable[[], T], server: ServerInfo | None = None
+) -> T:
+    """Run a set-up step everything needs; on our errors, one readable failure stops the run."""
     try:
         return fn()
-    except (ClinicDBError, psycopg.Error) as exc:
-        died = engine_of(request.config).server_died() if isinstance(exc, psycopg.Error) else None
-        message = f"pytest-clinicdb: {died or exc}"
+    except Exception as exc:
+        message = _message(exc, server)
+        if message is None:
+            raise
     # Outside the except block: the failure shows our message, not a chain of tracebacks.
     request.session.shouldstop = (
         "pytest-clinicdb could not set up the database (see the first error)"
@@ -42,67 +79,213 @@ def _run(request: pytest.FixtureRequest, fn: Callable[[], T]) -> T:
     pytest.fail(message, pytrace=False)
 
 
+@dataclass(frozen=True)
+class SetupFailed:
+    """A set-up step only some tests need (the dev seed) failed: those tests error, others run."""
+
+    what: str
+    message: str
+
+
+def _require(request: pytest.FixtureRequest, value: T | SetupFailed) -> T:
+    """``value``, or fail this test: the full message once, then a short line naming the first."""
+    if not isinstance(value, SetupFailed):
+        return value
+    ctx = context_of(request.config)
+    first = ctx.reported.setdefault(value.what, request.node.nodeid)
+    if first == request.node.nodeid:
+        pytest.fail(value.message, pytrace=False)
+    pytest.fail(
+        f"pytest-clinicdb: {value.what} could not be set up (the error is shown at {first})",
+        pytrace=False,
+    )
+
+
+# --------------------------------------------------------------------------- server, templates
+
+
 @pytest.fixture(scope="session")
-def clinic_postgres(request: pytest.FixtureRequest) -> ServerInfo:
+def _clinicdb_run(request: pytest.FixtureRequest) -> Run:
+    """The run's directory in the cache: journal of database names, shutdown state, reports."""
+    return _setup(request, context_of(request.config).run)
+
+
+@pytest.fixture(scope="session")
+def clinic_postgres(request: pytest.FixtureRequest, _clinicdb_run: Run) -> ServerInfo:
     """The PostgreSQL server of this test session.
 
     A :class:`pytest_clinicdb.ServerInfo` with ``dsn`` (maintenance database),
     ``dsn_for(dbname)``, ``version`` (e.g. ``"15.18"``), ``major``, ``backend``,
     ``data_dir`` and ``log_path``.  Its ``repr()`` masks the password.  Started
-    on first use, shared by every xdist worker, stopped at the end of the run.
+    on first use by the configured backend, shared by every xdist worker,
+    stopped at the end of the run.  Override it in a ``conftest.py`` to bring
+    your own server; every other fixture then uses it::
+
+        @pytest.fixture(scope="session")
+        def clinic_postgres():
+            return pytest_clinicdb.existing_server(os.environ["MY_DSN"])
     """
-    engine = engine_of(request.config)
-    return _run(request, engine.server)
+    ctx = context_of(request.config)
+
+    def start() -> ServerInfo:
+        ctx.project.migrations  # a missing folder fails before a server starts  # noqa: B018
+        ctx.project.system_seed  # noqa: B018
+        info = ctx.backend.start(_clinicdb_run)
+        report_server(_clinicdb_run, info, ctx.backend)
+        return info
+
+    return _setup(request, start)
+
+
+def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
+    if info.built:
+        ctx.collect_garbage(info.server)  # the cap counts the template just built
+    if info.server.data_dir is not None:  # the header's "kept from an earlier run"
+        index = info.server.data_dir.parent / "templates"
+        index.mkdir(exist_ok=True)
+        (index / info.name).touch()
+    run.write_report(
+        # The server as the chain saw it (also when a conftest brought its own).
+        server=info.server.binaries,
+        **{
+            f"template_{info.variant}": {
+                "key": info.key,
+                "built": info.built,
+                "rebuilt": info.rebuilt,
+                "built_at": info.built_at,
+                "seconds": info.seconds,
+                "timings": info.timings,
+                "notices": [n.to_dict() for n in info.notices],
+                "partitions": info.partitions,
+                "dev_seed": info.dev_seed,
+            }
+        },
+    )
 
 
 @pytest.fixture(scope="session")
-def _clinicdb_template(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> TemplateInfo:
-    """The migrated, seeded template database (built once per content key)."""
-    engine = engine_of(request.config)
-    return _run(request, engine.template)
+def _clinicdb_template(
+    request: pytest.FixtureRequest, clinic_postgres: ServerInfo, _clinicdb_run: Run
+) -> TemplateInfo:
+    """The template on ``clinic_postgres``: migrations, audit partitions, system seed.
+
+    Built once per content key (every input byte) and reused while nothing
+    changed.  Override it to build from other inputs, e.g.
+    ``return pytest_clinicdb.build_template(clinic_postgres, migrations=[...])``.
+    """
+    ctx = context_of(request.config)
+
+    def build() -> TemplateInfo:
+        ctx.databases(clinic_postgres)  # leftovers of dead runs go before the first build
+        info = ctx.builder().base(clinic_postgres)
+        _report_template(ctx, _clinicdb_run, info)
+        return info
+
+    return _setup(request, build, clinic_postgres)
 
 
-class _WorkerDatabase:
-    """This worker's clone of the template and its long-lived connection."""
+@pytest.fixture(scope="session")
+def _clinicdb_template_dev(
+    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo, _clinicdb_run: Run
+) -> TemplateInfo | SetupFailed:
+    """The template with the DEV/TEST ONLY seed too: a clone of ``_clinicdb_template`` + seed 002.
 
-    def __init__(self, engine: Engine, request: pytest.FixtureRequest, variant: str) -> None:
-        self.engine = engine
-        self.request = request
-        self.variant = variant
+    If it cannot be built, only the tests that need it error; the others run.
+    """
+    ctx = context_of(request.config)
+    try:
+        info = ctx.builder().dev(_clinicdb_template)
+    except Exception as exc:
+        message = _message(exc, _clinicdb_template.server)
+        if message is None:
+            raise
+        return SetupFailed("the dev template (seed 002)", message)
+    _report_template(ctx, _clinicdb_run, info)
+    return info
+
+
+# --------------------------------------------------------------------------- worker databases
+
+
+class WorkerDatabase:
+    """This worker's clone of a template and its long-lived connection."""
+
+    def __init__(self, template: TemplateInfo, databases: Databases) -> None:
+        self.template = template
+        self.databases = databases
         self.name = ""
         self.conn: psycopg.Connection[Any] | None = None
         self.renew()
 
     def renew(self) -> None:
+        import psycopg
+
         self.close()
-        kind = "w" if self.variant == "base" else "wd"
-        self.name = _run(self.request, lambda: self.engine.new_database(kind, self.variant))
-        self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
+        kind = "w" if self.template.variant == "base" else "wd"
+        self.name = self.databases.clone(self.template, kind)
+        self.conn = psycopg.connect(self.template.server.dsn_for(self.name))
 
     def connection(self) -> psycopg.Connection[Any]:
+        import psycopg
+
         if self.conn is None or self.conn.closed or self.conn.broken:
             if self.conn is not None:
                 self.conn.close()
-            self.conn = psycopg.connect(self.engine.server().dsn_for(self.name))
+            self.conn = psycopg.connect(self.template.server.dsn_for(self.name))
         return self.conn
 
     def close(self) -> None:
+        import psycopg
+
+        from .errors import ClinicDBError
+        from .server import died
+
         if self.conn is not None:
             self.conn.close()
             self.conn = None
         if self.name:
             try:
-                self.engine.drop(self.name)
+                self.databases.drop(self.name)
             except (psycopg.Error, ClinicDBError) as exc:
-                if self.engine.server_died() is not None:
-                    self.name = ""  # reported already; it went down with the server
-                    return
-                warnings.warn(
-                    pytest.PytestWarning(f"pytest-clinicdb: could not drop {self.name}: {exc}"),
-                    stacklevel=1,
-                )
+                if died(self.template.server) is None:
+                    warnings.warn(
+                        pytest.PytestWarning(f"pytest-clinicdb: could not drop {self.name}: {exc}"),
+                        stacklevel=1,
+                    )
             self.name = ""
 
+
+def _worker(request: pytest.FixtureRequest, template: TemplateInfo) -> WorkerDatabase:
+    ctx = context_of(request.config)
+    return _setup(
+        request, lambda: WorkerDatabase(template, ctx.databases(template.server)), template.server
+    )
+
+
+@pytest.fixture(scope="session")
+def _clinicdb_worker(
+    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo
+) -> Iterator[WorkerDatabase]:
+    """This worker's own clone of ``_clinicdb_template``, shared by its ``clinic_db`` tests."""
+    db = _worker(request, _clinicdb_template)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="session")
+def _clinicdb_worker_dev(
+    request: pytest.FixtureRequest, _clinicdb_template_dev: TemplateInfo | SetupFailed
+) -> Iterator[WorkerDatabase | SetupFailed]:
+    """This worker's clone of ``_clinicdb_template_dev`` (seed 002 loaded)."""
+    if isinstance(_clinicdb_template_dev, SetupFailed):
+        yield _clinicdb_template_dev
+        return
+    db = _worker(request, _clinicdb_template_dev)
+    yield db
+    db.close()
+
+
+# --------------------------------------------------------------------------- per test
 
 _MARKER_OPTIONS = {"dev_seed"}
 
@@ -120,110 +303,95 @@ def _wants_dev_seed(request: pytest.FixtureRequest) -> bool:
             )
         if "dev_seed" in marker.kwargs:
             return bool(marker.kwargs["dev_seed"])
-    return engine_of(request.config).settings.dev_seed
+    return context_of(request.config).settings.dev_seed
 
 
-@pytest.fixture(scope="session")
-def _clinicdb_worker(
-    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo
-) -> Iterator[_WorkerDatabase]:
-    """This worker's own clone of the template, shared by its ``clinic_db`` tests."""
-    db = _WorkerDatabase(engine_of(request.config), request, "base")
-    yield db
-    db.close()
+def _worker_of(request: pytest.FixtureRequest) -> WorkerDatabase:
+    name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
+    worker: WorkerDatabase | SetupFailed = request.getfixturevalue(name)
+    return _require(request, worker)
 
 
-@pytest.fixture(scope="session")
-def _clinicdb_worker_dev(
-    request: pytest.FixtureRequest, clinic_postgres: ServerInfo
-) -> Iterator[_WorkerDatabase]:
-    """This worker's clone of the template with the dev seed 002 loaded (built once)."""
-    db = _WorkerDatabase(engine_of(request.config), request, "dev")
-    yield db
-    db.close()
+def _template_of(request: pytest.FixtureRequest) -> TemplateInfo:
+    name = "_clinicdb_template_dev" if _wants_dev_seed(request) else "_clinicdb_template"
+    template: TemplateInfo | SetupFailed = request.getfixturevalue(name)
+    return _require(request, template)
 
 
-def _warn_commit_and_renew(request: pytest.FixtureRequest, worker: _WorkerDatabase) -> None:
-    warnings.warn(
-        pytest.PytestWarning(
-            f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
-            "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
-            "Use clinic_db_fresh for code that commits."
-        ),
-        stacklevel=1,
-    )
-    worker.renew()
+def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: object) -> None:
+    """What a finished ``clinic_db`` test's verdict means (sync and async alike)."""
+    from .isolation import Verdict
+    from .server import died
+
+    if verdict is Verdict.BROKEN:
+        dead = died(worker.template.server)
+        if dead is not None:
+            request.session.shouldstop = "pytest-clinicdb: the server died (see the first error)"
+            pytest.fail(f"pytest-clinicdb: {dead}", pytrace=False)
+    elif verdict is Verdict.COMMITTED:
+        warnings.warn(
+            pytest.PytestWarning(
+                f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
+                "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
+                "Use clinic_db_fresh for code that commits."
+            ),
+            stacklevel=1,
+        )
+        worker.renew()
 
 
 def _rolled_back(
-    request: pytest.FixtureRequest, worker: _WorkerDatabase
+    request: pytest.FixtureRequest, worker: WorkerDatabase
 ) -> Iterator[psycopg.Connection[Any]]:
+    from .isolation import STARTED, finish
+
     def begin() -> tuple[psycopg.Connection[Any], Any, Any]:
         conn = worker.connection()
         tx = conn.transaction(force_rollback=True)
         tx.__enter__()
-        return conn, tx, conn.execute(_STARTED).fetchone()
+        return conn, tx, conn.execute(STARTED).fetchone()
 
-    conn, tx, started = _run(request, begin)
+    conn, tx, started = _setup(request, begin, worker.template.server)
     try:
         yield conn
     finally:
-        leaked = False
-        try:
-            if not conn.closed and not conn.broken:
-                status = conn.info.transaction_status
-                if status == psycopg.pq.TransactionStatus.INTRANS:
-                    now = conn.execute(_STARTED).fetchone()
-                    leaked = now != started
-                elif status == psycopg.pq.TransactionStatus.IDLE:
-                    leaked = True
-            tx.__exit__(None, None, None)
-        except psycopg.Error:
-            leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        if conn.closed or conn.broken:
-            died = worker.engine.server_died()
-            if died is not None:
-                request.session.shouldstop = (
-                    "pytest-clinicdb: the server died (see the first error)"
-                )
-                pytest.fail(f"pytest-clinicdb: {died}", pytrace=False)
-            leaked = False  # a broken connection rolled back; the next test reconnects
-        if leaked:
-            _warn_commit_and_renew(request, worker)
+        _after(request, worker, finish(conn, tx, started))
 
 
 @pytest.fixture
 def clinic_db(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
-    """A psycopg 3 connection to the migrated database with seed 001, rolled back after the test.
+    """A psycopg 3 connection to the migrated, seeded database, rolled back after the test.
 
-    The test runs inside ``conn.transaction(force_rollback=True)``:
-    everything it writes disappears afterwards, and the next test sees the
-    template's contents again.  Use ``with clinic_db.transaction():`` (a
-    savepoint) around statements you expect to fail.  ``clinic_db.commit()`` is
-    an error (psycopg refuses it inside the transaction block); a raw
-    ``COMMIT`` sent as SQL is detected after the test, the worker's database is
-    replaced by a fresh clone and a warning names the test.  For code that must
-    commit, use ``clinic_db_fresh`` or ``clinic_dsn``.
+    The test runs inside ``conn.transaction(force_rollback=True)`` on this
+    worker's clone of the template: everything it writes disappears
+    afterwards, and the next test sees the template's contents again.  Use
+    ``with clinic_db.transaction():`` (a savepoint) around statements you
+    expect to fail.  ``clinic_db.commit()`` is an error (psycopg refuses it
+    inside the transaction block); a raw ``COMMIT`` sent as SQL is detected
+    after the test, the worker's database is replaced by a fresh clone and a
+    warning names the test.  For code that must commit, ``CREATE INDEX
+    CONCURRENTLY`` or ``VACUUM``, use ``clinic_db_fresh``.
 
     With ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the
-    database also holds the DEV/TEST ONLY sample data of seed 002.
+    database also holds the DEV/TEST ONLY data of the dev seed (002).
     """
-    name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
-    yield from _rolled_back(request, request.getfixturevalue(name))
+    yield from _rolled_back(request, _worker_of(request))
 
 
 @pytest.fixture
 def clinic_db_dev(
-    request: pytest.FixtureRequest, _clinicdb_worker_dev: _WorkerDatabase
+    request: pytest.FixtureRequest, _clinicdb_worker_dev: WorkerDatabase | SetupFailed
 ) -> Iterator[psycopg.Connection[Any]]:
-    """Like ``clinic_db``, on a database that also holds the DEV/TEST ONLY sample data (seed 002).
+    """Like ``clinic_db``, on a database that also holds the DEV/TEST ONLY data (seed 002).
 
-    002 is loaded once, into its own content-keyed template, by the dev-seed wrapper:
-    one transaction with ``app.environment`` set to ``test``, the audit triggers
-    of the seeded tables disabled (foreign keys stay enforced) and re-enabled,
-    checked afterwards.  ``clinic_db`` in the same run never sees these rows.
+    The dev seed is loaded once, into its own template cloned from the base
+    one, by the dev-seed wrapper: one transaction with ``app.environment`` set
+    to ``test``, the audit triggers of every audited table disabled (foreign
+    keys stay enforced) and re-enabled, checked afterwards.  ``clinic_db`` in
+    the same run never sees these rows.  If the dev seed fails, only the tests
+    that need it error.
     """
-    yield from _rolled_back(request, _clinicdb_worker_dev)
+    yield from _rolled_back(request, _require(request, _clinicdb_worker_dev))
 
 
 @pytest.fixture
@@ -233,21 +401,23 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
     For code that opens its own connections and commits: nothing it does is
     seen by other tests.  The database is dropped after the test.  With
     ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the clone
-    also holds the DEV/TEST ONLY sample data of seed 002.  With
+    also holds the DEV/TEST ONLY data of the dev seed.  With
     ``--clinicdb-keep-failed`` the database of a failed test is kept and its DSN
     printed at the end of the run.
     """
-    engine = engine_of(request.config)
-    variant = "dev" if _wants_dev_seed(request) else "base"
-    name = _run(request, lambda: engine.fresh_database(variant))
+    import psycopg
+
+    template = _template_of(request)
+    databases = context_of(request.config).databases(clinic_postgres)
+    name = _setup(request, lambda: databases.fresh(template), clinic_postgres)
     try:
-        yield engine.server().dsn_for(name)
+        yield clinic_postgres.dsn_for(name)
     finally:
         try:
-            if engine.settings.keep_failed and _failed(request.node):
-                engine.keep(name, request.node.nodeid)
+            if context_of(request.config).settings.keep_failed and _failed(request.node):
+                databases.keep(name, request.node.nodeid)
             else:
-                engine.release_fresh(name, variant)
+                databases.release(template, name)
         except psycopg.Error as exc:
             warnings.warn(
                 pytest.PytestWarning(f"pytest-clinicdb: could not drop {name}: {exc}"), stacklevel=1
@@ -263,10 +433,15 @@ def _failed(item: pytest.Item) -> bool:
 def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg 3 connection to a fresh clone of the template, for this test only.
 
-    Commits are allowed, and so are ``CREATE INDEX CONCURRENTLY``, ``VACUUM``,
-    deferred constraints and several connections (``clinic_dsn`` is the same
-    database).  The database is dropped after the test.
+    Commits are allowed, and so are deferred constraints and several
+    connections (``clinic_dsn`` is the same database).  The connection is not
+    in autocommit mode, like any new psycopg connection: statements that cannot
+    run in a transaction block (``VACUUM``, ``CREATE INDEX CONCURRENTLY``) need
+    ``clinic_db_fresh.autocommit = True`` first.  The database is dropped after
+    the test.
     """
+    import psycopg
+
     conn = psycopg.connect(clinic_dsn)
     try:
         yield conn
@@ -274,40 +449,59 @@ def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         conn.close()
 
 
+# --------------------------------------------------------------------------- async
+
+
 async def _rolled_back_async(
-    request: pytest.FixtureRequest, worker: _WorkerDatabase
+    request: pytest.FixtureRequest, worker: WorkerDatabase
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    dsn = worker.engine.server().dsn_for(worker.name)
+    import psycopg
+
+    from .isolation import STARTED, finish_async
+
+    dsn = worker.template.server.dsn_for(worker.name)
     conn = await psycopg.AsyncConnection.connect(dsn)
-    leaked = False
     try:
-        async with conn.transaction(force_rollback=True):
-            started = await (await conn.execute(_STARTED)).fetchone()
+        tx = conn.transaction(force_rollback=True)
+        await tx.__aenter__()
+        started = await (await conn.execute(STARTED)).fetchone()
+        try:
             yield conn
-            if conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-                leaked = await (await conn.execute(_STARTED)).fetchone() != started
-            else:
-                leaked = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    except psycopg.Error:
-        leaked = leaked or conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        finally:
+            verdict = await finish_async(conn, tx, started)
     finally:
         await conn.close()
-    if leaked:
-        _warn_commit_and_renew(request, worker)
+    _after(request, worker, verdict)
 
 
-_ASYNC_DOC = """A psycopg 3 ``AsyncConnection`` with the isolation of ``clinic_db``.
+async def _clinic_db_async(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A psycopg 3 ``AsyncConnection`` with the isolation of ``clinic_db``.
 
     The test runs inside ``conn.transaction(force_rollback=True)`` on this
     worker's clone of the template (its own connection, opened in the test's
-    event loop): everything it writes is rolled back.  The dev seed marker and
-    option apply as for ``clinic_db``.  Needs pytest-asyncio
+    event loop): everything it writes is rolled back; a raw ``COMMIT`` and a
+    dead server are reported exactly as for ``clinic_db``.  The dev seed marker
+    and option apply as for ``clinic_db``.  Needs pytest-asyncio
     (``pip install "pytest-clinicdb[async]"``); mark the test
     ``@pytest.mark.asyncio`` (or set ``asyncio_mode = auto``).
     """
+    async for conn in _rolled_back_async(request, _worker_of(request)):
+        yield conn
+
+
+def _no_asyncio() -> None:
+    pytest.fail(
+        "pytest-clinicdb: clinic_db_async needs pytest-asyncio, which is not installed: "
+        'pip install "pytest-clinicdb[async]" (or pytest-asyncio)',
+        pytrace=False,
+    )
 
 
 def _pytest_asyncio() -> Any:
+    # pytest-asyncio registers itself as a plugin when installed, so it is already imported
+    # by the time this module loads: asking for it costs nothing.
     try:
         import pytest_asyncio
     except ImportError:
@@ -315,25 +509,8 @@ def _pytest_asyncio() -> Any:
     return pytest_asyncio
 
 
+_no_asyncio.__doc__ = _clinic_db_async.__doc__
 if (_asyncio := _pytest_asyncio()) is not None:
-
-    @_asyncio.fixture  # type: ignore[untyped-decorator]
-    async def clinic_db_async(
-        request: pytest.FixtureRequest,
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
-        async for conn in _rolled_back_async(request, request.getfixturevalue(name)):
-            yield conn
-
+    clinic_db_async = _asyncio.fixture(_clinic_db_async, name="clinic_db_async")
 else:
-
-    @pytest.fixture
-    def clinic_db_async() -> None:
-        pytest.fail(
-            "pytest-clinicdb: clinic_db_async needs pytest-asyncio, which is not installed: "
-            'pip install "pytest-clinicdb[async]" (or pytest-asyncio)',
-            pytrace=False,
-        )
-
-
-clinic_db_async.__doc__ = _ASYNC_DOC
+    clinic_db_async = pytest.fixture(_no_asyncio, name="clinic_db_async")

@@ -26,8 +26,6 @@ from typing import Any
 
 import psycopg
 
-from .templates import clone, drop_database
-
 _STOP = ""
 #: Clones made at the same time, each by its own thread and connection.  Two
 #: halve the wait of short tests on a 2-core machine (FILE_COPY clones are
@@ -36,26 +34,24 @@ CLONERS = 2
 
 
 class ClonePool:
+    """Clones of one template made ahead by ``CLONERS`` threads and dropped by one more.
+
+    ``make(admin)`` creates (and names, journals, marks) one clone on the given
+    autocommit connection and returns its name; ``drop(admin, name)`` drops one.
+    """
+
     def __init__(
         self,
         *,
         admin_dsn: str,
         dsn_for: Callable[[str], str],
-        template: str,
-        major: int,
-        new_name: Callable[[], str],
-        mark: dict[str, object],
-        clone_times: list[float],
-        drop_times: list[float],
+        make: Callable[[psycopg.Connection[Any]], str],
+        drop: Callable[[psycopg.Connection[Any], str], None],
     ) -> None:
         self.admin_dsn = admin_dsn
         self.dsn_for = dsn_for
-        self.template = template
-        self.major = major
-        self.new_name = new_name
-        self.mark = mark
-        self.clone_times = clone_times
-        self.drop_times = drop_times
+        self.make = make
+        self.drop = drop
         self.ready: queue.Queue[str] = queue.Queue(maxsize=CLONERS)
         self.to_drop: queue.Queue[str] = queue.Queue()
         self.error: BaseException | None = None
@@ -107,10 +103,7 @@ class ClonePool:
         try:
             with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
                 while not self._stop.is_set():
-                    name = self.new_name()
-                    t0 = time.perf_counter()
-                    clone(admin, self.template, name, self.major, **self.mark)
-                    self.clone_times.append(time.perf_counter() - t0)
+                    name = self.make(admin)
                     # The first connection builds the relation cache file: do it here.
                     with psycopg.connect(self.dsn_for(name)) as warm:
                         warm.execute("SELECT 1")
@@ -134,9 +127,7 @@ class ClonePool:
             try:
                 if admin is None or admin.closed:
                     admin = psycopg.connect(self.admin_dsn, autocommit=True)
-                t0 = time.perf_counter()
-                drop_database(admin, name)
-                self.drop_times.append(time.perf_counter() - t0)
+                self.drop(admin, name)
             except (psycopg.Error, ValueError) as exc:
                 self.drop_errors.append(f"{name}: {exc}")
         if admin is not None:

@@ -1,20 +1,84 @@
-"""Turn the per-process reports of a run into terminal summary lines (no pytest import).
+"""What the terminal says: the header before the run, the summary after it (no psycopg import).
 
 Every process of a run (the controller, each xdist worker) leaves a small JSON
 report in the run directory: how it reached the server, which templates it
-built or reused, its clone and drop times, databases it kept.  The controller
-reads them all at the end; these functions say it in a few lines.
+built or reused, its clone and drop times, databases it kept.  The
+controller reads them all at the end and says what happened — once, whatever
+the number of workers.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .seeds import Notice
+from .errors import ClinicDBError
+
+if TYPE_CHECKING:
+    from ._state import Context
 
 Report = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- header
+
+
+def header_lines(ctx: Context) -> list[str]:
+    """The set-up as configured, without starting or connecting to anything."""
+    s = ctx.settings
+    try:
+        backend = ctx.backend.describe()
+    except ClinicDBError as exc:
+        backend = f"backend {s.backend}, no usable PostgreSQL ({exc.message})"
+    lines = [f"clinicdb: {backend}"]
+    p = ctx.project
+    folders = ", ".join(s.display_path(f) for f in s.migrations)
+    try:
+        migrations = f"{len(p.migrations)} migrations in {folders}"
+    except ClinicDBError as exc:
+        migrations = f"migrations unusable ({exc.message})"
+    try:
+        seed = p.system_seed
+        seeds = f"system seed {s.display_path(seed)}" if seed else "no system seed"
+    except ClinicDBError as exc:
+        seeds = f"seeds unusable ({exc.message})"
+    lines.append(f"clinicdb: {migrations}, {seeds}; cache {s.cache_dir}")
+    if s.bootstrap:
+        lines.append(
+            "clinicdb: bootstrap (before the migrations, not in the ledger): "
+            + ", ".join(s.display_path(f) for f in s.bootstrap)
+        )
+    hint = _template_hint(ctx)
+    if hint:
+        reuse = "reuse on" if s.reuse else "reuse off (--clinicdb-no-reuse)"
+        lines.append(f"clinicdb: {hint}; {reuse}")
+    return lines
+
+
+def _template_hint(ctx: Context) -> str:
+    """The base template's key and whether a kept cluster holds it (embedded only)."""
+    from .server.embedded import EmbeddedBackend
+
+    backend = ctx.backend
+    if not isinstance(backend, EmbeddedBackend) or not ctx.settings.reuse:
+        return ""
+    try:
+        spec = ctx.builder().spec(backend.found.major)
+        key, name = spec.key, spec.name
+        index = backend.cluster_root(None) / "templates" / name
+    except (ClinicDBError, OSError):
+        return ""
+    if ctx.settings.rebuild:
+        status = "will be rebuilt (--clinicdb-rebuild)"
+    elif index.exists():
+        status = "kept from an earlier run"
+    else:
+        status = "not built yet"
+    return f"template {key}: {status}"
+
+
+# --------------------------------------------------------------------------- summary
 
 
 def template_reports(reports: Iterable[Report]) -> list[Report]:
@@ -28,13 +92,13 @@ def template_reports(reports: Iterable[Report]) -> list[Report]:
     return found
 
 
-def notices_from_reports(reports: Iterable[Report]) -> list[Notice]:
-    seen: dict[tuple[str, str, str], Notice] = {}
+def _notices(reports: Iterable[Report]) -> list[str]:
+    seen: dict[str, None] = {}
     for rep in template_reports(reports):
         for n in rep.get("notices", []):
-            notice = Notice(**n)
-            seen.setdefault((notice.severity, notice.message, notice.source), notice)
-    return list(seen.values())
+            where = f" [{n['source']}]" if n.get("source") else ""
+            seen.setdefault(f"{n['severity']}: {n['message']}{where}", None)
+    return list(seen)
 
 
 def _template_status(entries: list[Report]) -> str:
@@ -49,31 +113,105 @@ def _template_status(entries: list[Report]) -> str:
     return f"reused (built {when})"
 
 
+def _server_how(reports: list[Report]) -> str:
+    """How the server came up, said once: by whom it was started, else that it was running."""
+    hows = [(r["worker"], r["server_start"]) for r in reports if r.get("server_start")]
+    started = [(w, h) for w, h in hows if h.get("how") and not str(h["how"]).startswith("attached")]
+    if started:
+        worker, how = started[0]
+        by = f" by {worker}" if len(hows) > 1 else ""
+        return f"{how['how']}{by}"
+    if hows and hows[0][1].get("how"):
+        return str(hows[0][1]["how"]) + " (started by another run)"
+    return ""
+
+
+def partition_lines(partitions: Report) -> list[str]:
+    """What the template's audit partitions are, and whether production would have them."""
+    lines = []
+    tables = partitions.get("tables", [])
+    if not tables:
+        note = partitions.get("function_note")
+        return [f"clinicdb: audit partitions: {note}"] if note else []
+    window = f"{partitions['start'][:7]}..{_month_before(partitions['end'])}"
+    for t in tables:
+        parts = []
+        until = t.get("migrations_until")
+        parts.append(
+            f"the migrations cover until {until[:10]}"
+            if until
+            else "the migrations create no partition"
+        )
+        if t.get("function"):
+            name = str(t["function"]).split("(", 1)[0]
+            parts.append(f"{name}() called for {window} as production's job would")
+        if t.get("test_only"):
+            months = t["test_only"]
+            parts.append(f"test-only partitions created for {months[0]}..{months[-1]}")
+        if t.get("default"):
+            parts.append(f"DEFAULT partition {t['default']} takes the rest")
+        lines.append(f"clinicdb: audit partitions of {t['table']}: " + "; ".join(parts))
+        if not t.get("migrations_cover_now") and not t.get("function") and not t.get("default"):
+            why = partitions.get("function_note") or "no maintenance function"
+            lines.append(
+                f"clinicdb: WARNING: the migrations alone leave now uncovered in {t['table']} "
+                f"({why}): audited writes fail with 23514 outside tests"
+            )
+    return lines
+
+
+def _month_before(iso: str) -> str:
+    year, month = int(iso[:4]), int(iso[5:7])
+    total = year * 12 + month - 2
+    return f"{total // 12:04d}-{total % 12 + 1:02d}"
+
+
+def dev_seed_line(entry: Report) -> str:
+    from .seeds import DevSeedReport
+
+    data = entry.get("dev_seed")
+    if not data:
+        return ""
+    text = DevSeedReport.from_dict(data).summary()
+    if not entry.get("built"):
+        text = text.replace(" loaded (", " in the reused dev template (", 1)
+    return f"clinicdb: {text}"
+
+
 def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
     lines = []
     servers = sorted({str(r["server"]) for r in reports if r.get("server")})
-    hows = sorted({str(r["server_start"]["how"]) for r in reports if r.get("server_start")})
     embedded = any(r.get("cluster") for r in reports)
     mode = "kept between runs" if reuse else "removed at the end of the run"
+    how = _server_how(reports)
     for server in servers:
-        how = f" ({'; '.join(h for h in hows if h)})" if any(hows) else ""
         kept = f"; data directory {mode}" if embedded else ""
-        lines.append(f"clinicdb: server {server}{how}{kept}")
+        lines.append(f"clinicdb: server {server}{f' ({how})' if how else ''}{kept}")
     entries = template_reports(reports)
-    for variant in sorted({str(e["variant"]) for e in entries}):
+    for variant in ("base", "dev"):
         of_variant = [e for e in entries if e["variant"] == variant]
-        e = of_variant[0]
+        if not of_variant:
+            continue
+        e = next((x for x in of_variant if x.get("built")), of_variant[0])
+        lines.append(f"clinicdb: template {e['key']} ({variant}) {_template_status(of_variant)}")
+        if variant == "base":
+            lines += partition_lines(e.get("partitions") or {})
+        else:
+            line = dev_seed_line(e)
+            if line:
+                lines.append(line)
+    pruned = sorted({c for r in reports for c in r.get("pruned", [])})
+    if pruned:
         lines.append(
-            f"clinicdb: template {e['key']} ({variant}) {_template_status(of_variant)}; "
-            f"audit partitions: {e.get('partitions') or ''}"
+            f"clinicdb: removed {len(pruned)} kept cluster(s) of this project's earlier migration "
+            "chains (beyond --clinicdb-keep-templates):"
         )
-        if e.get("dev_seed"):
-            lines.append(f"clinicdb: {e['dev_seed']}")
+        lines.extend(f"  {c}" for c in pruned)
     collected = sorted({c for r in reports for c in r.get("collected", [])})
     if collected:
         lines.append(f"clinicdb: dropped {len(collected)} leftover database(s):")
         lines.extend(f"  {c}" for c in collected)
-    notices = notices_from_reports(reports)
+    notices = _notices(reports)
     if notices:
         lines.append(f"clinicdb: {len(notices)} server message(s) while building:")
         lines.extend(f"  {n}" for n in notices)
@@ -134,3 +272,16 @@ def leftover_lines(reports: list[Report]) -> list[str]:
         for k in kept:
             lines += [f"  {k['test']}", f'    psql "{k["dsn"]}"']
     return lines
+
+
+def summary(ctx: Context) -> list[str]:
+    """Everything the controller prints at the end of the run."""
+    from .runs import reports_of
+
+    reports = reports_of(ctx.run_dir)
+    if not reports:
+        return []
+    lines = summary_lines(reports, reuse=ctx.settings.reuse)
+    if ctx.settings.timings:
+        lines += timing_lines(reports)
+    return lines + leftover_lines(reports)

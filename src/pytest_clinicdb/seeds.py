@@ -18,11 +18,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from .errors import ClinicDBError, DevSeedRefusedError, SeedError
+from .errors import (
+    BootstrapError,
+    CheckError,
+    ConfigError,
+    DevSeedRefusedError,
+    SeedError,
+    TriggersLeftDisabledError,
+)
 from .sqlfile import execute_file, read_sql_file
-
-SYSTEM_SEED_PATTERN = "001_*.sql"
-DEV_SEED_PATTERN = "002_*.sql"
 
 
 @dataclass(frozen=True)
@@ -62,26 +66,6 @@ def capture_notices(conn: psycopg.Connection[Any], source: str = "") -> Iterator
         conn.remove_notice_handler(handler)
 
 
-def find_seed(directory: Path, pattern: str, what: str) -> Path:
-    """The one file of ``directory`` that matches ``pattern`` (e.g. ``001_*.sql``)."""
-    if not directory.is_dir():
-        raise ClinicDBError(
-            f"seeds directory {directory} does not exist",
-            hint="set --clinicdb-seeds DIR (ini clinicdb_seeds, env CLINICDB_SEEDS), "
-            "or --clinicdb-seeds none to run without seeds",
-        )
-    matches = sorted(directory.glob(pattern))
-    if not matches:
-        raise ClinicDBError(
-            f"no {what} ({pattern}) in seeds directory {directory}",
-            hint=f"add the {what} file or point --clinicdb-seeds at the right directory",
-        )
-    if len(matches) > 1:
-        names = ", ".join(p.name for p in matches)
-        raise ClinicDBError(f"several {what} files match {pattern} in {directory}: {names}")
-    return matches[0]
-
-
 _SETTING = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -102,20 +86,148 @@ def load_seed(
     with capture_notices(conn, path.name) as notices, conn.transaction():
         for name, value in (settings or {}).items():
             if not _SETTING.match(name):
-                raise ClinicDBError(f"invalid setting name {name!r} (expected prefix.name)")
+                raise CheckError(f"invalid setting name {name!r} (expected prefix.name)")
             conn.execute("SELECT set_config(%s, %s, true)", (name, value))
         execute_file(conn, seed, SeedError)
     return list(notices)
+
+
+def run_bootstrap(conn: psycopg.Connection[Any], path: Path) -> list[Notice]:
+    """Run a bootstrap file (what the platform provides) in one transaction; not in the ledger."""
+    bootstrap = read_sql_file(path, what="bootstrap file")
+    with capture_notices(conn, path.name) as notices, conn.transaction():
+        execute_file(conn, bootstrap, BootstrapError)
+    return list(notices)
+
+
+# --------------------------------------------------------------------------- schemas, triggers
+
+#: Schemas that are never the application's: the catalogs and the runner's ledger.
+_SYSTEM_SCHEMAS = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema', 'clinicdb') "
+    "AND n.nspname NOT LIKE 'pg\\_%%'"
+)
+
+
+def user_schemas(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every schema of the database except the catalogs, the ledger and extension-owned ones."""
+    rows = conn.execute(
+        "SELECT n.nspname FROM pg_namespace n "
+        f"WHERE {_SYSTEM_SCHEMAS} AND NOT EXISTS (SELECT 1 FROM pg_depend d "
+        "  WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e') "
+        "ORDER BY 1"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def schemas_or_all(conn: psycopg.Connection[Any], schemas: Sequence[str] | None) -> list[str]:
+    """``schemas`` (each must exist), or every user schema when None."""
+    if schemas is None:
+        return user_schemas(conn)
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", (list(schemas),)
+    ).fetchall()
+    missing = sorted(set(schemas) - {str(r[0]) for r in rows})
+    if missing:
+        raise ConfigError(
+            f"schema(s) not found: {', '.join(missing)} (--clinicdb-schemas)",
+            hint="name schemas the migrations create, or leave the option out for all of them",
+        )
+    return list(schemas)
+
+
+def audit_triggers(
+    conn: psycopg.Connection[Any],
+    schemas: Sequence[str],
+    audit_tables: Sequence[str] = (),
+) -> list[tuple[str, str]]:
+    """(table, trigger) pairs of the triggers that write the audit trail, on ``schemas``' tables.
+
+    A trigger counts as an audit trigger when its function lives in the schema
+    of an audit table or in a schema named ``audit*``, when its function's
+    source writes to an audit table, or when the trigger's or the function's
+    name says ``audit``.  No statement of the seed is parsed: the answer is the
+    same however the seed spells its tables (search_path, quoting, DO blocks).
+    """
+    names = [t.rsplit(".", 1)[-1].strip('"') for t in audit_tables]
+    rows = conn.execute(
+        "SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t "
+        "JOIN pg_proc fn ON fn.oid = t.tgfoid JOIN pg_namespace fns ON fns.oid = fn.pronamespace "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE NOT t.tgisinternal AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+        "AND n.nspname = ANY(%(schemas)s) AND ("
+        "  fns.nspname ILIKE 'audit%%' OR fn.proname ILIKE '%%audit%%'"
+        "  OR t.tgname ILIKE '%%audit%%'"
+        "  OR fn.pronamespace IN (SELECT relnamespace FROM pg_class "
+        "                         WHERE oid = ANY(%(tables)s::regclass[]))"
+        "  OR EXISTS (SELECT 1 FROM unnest(%(names)s::text[]) a(name) "
+        "             WHERE fn.prosrc ILIKE '%%' || a.name || '%%')"
+        ") ORDER BY 1, 2",
+        {"schemas": list(schemas), "tables": list(audit_tables), "names": names},
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def resolve_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[str]:
+    """``tables`` as regclass text; one error naming every table that does not exist."""
+    found, missing = [], []
+    for name in tables:
+        row = conn.execute("SELECT to_regclass(%s)::text", (name,)).fetchone()
+        if row and row[0]:
+            found.append(str(row[0]))
+        else:
+            missing.append(name)
+    if missing:
+        raise ConfigError(
+            f"dev seed tables not found: {', '.join(missing)}",
+            hint="name existing tables, schema-qualified (e.g. clinic.patients), or leave the "
+            "list out to use every table that carries an audit trigger",
+        )
+    return found
+
+
+def _triggers(
+    conn: psycopg.Connection[Any], tables: Sequence[str], mode: str, audited: set[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """(table, trigger) pairs to disable: audit triggers, every user trigger, or all of them."""
+    if not tables:
+        return []
+    if mode == "audit":
+        return sorted(pair for pair in audited if pair[0] in set(tables))
+    where = "NOT t.tgisinternal" if mode == "user" else "true"
+    rows = conn.execute(
+        "SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t "
+        f"WHERE t.tgrelid = ANY(%s::regclass[]) AND t.tgenabled <> 'D' AND {where} "
+        "ORDER BY 1, 2",
+        (list(tables),),
+    ).fetchall()
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def _count(conn: psycopg.Connection[Any], table: str) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))  # regclass text, quoted by PG
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def disabled_triggers(
+    conn: psycopg.Connection[Any], schemas: Sequence[str] | None = None
+) -> list[str]:
+    """Every disabled trigger on tables of ``schemas`` (default: every user schema)."""
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text || '.' || t.tgname FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE t.tgenabled = 'D' AND n.nspname = ANY(%s) ORDER BY 1",
+        (schemas_or_all(conn, schemas),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 # --------------------------------------------------------------------------- dev seed (002)
 
 DEV_ENVIRONMENTS = ("development", "test")
 TRIGGER_MODES = ("audit", "user", "all")
-_WRITES = re.compile(
-    r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+((?:\"[^\"]+\"|\w+)\s*\.\s*(?:\"[^\"]+\"|\w+))",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -147,76 +259,16 @@ class DevSeedReport:
             "notices": [n.to_dict() for n in self.notices],
         }
 
-
-def seed_tables(conn: psycopg.Connection[Any], text: str, schemas: Sequence[str]) -> list[str]:
-    """Tables of ``schemas`` the seed writes to (INSERT/UPDATE/DELETE targets), as regclass text."""
-    found: dict[str, None] = {}
-    for m in _WRITES.finditer(text):
-        row = conn.execute(
-            "SELECT c.oid::regclass::text, n.nspname FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
-            (m.group(1),),
-        ).fetchone()
-        if row and row[1] in schemas:
-            found.setdefault(str(row[0]), None)
-    return list(found)
-
-
-def resolve_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list[str]:
-    """``tables`` as regclass text; one error naming every table that does not exist."""
-    found, missing = [], []
-    for name in tables:
-        row = conn.execute("SELECT to_regclass(%s)::text", (name,)).fetchone()
-        if row and row[0]:
-            found.append(str(row[0]))
-        else:
-            missing.append(name)
-    if missing:
-        raise ClinicDBError(
-            f"dev seed tables not found: {', '.join(missing)}",
-            hint="name existing tables, schema-qualified (e.g. clinic.patients), or leave the "
-            "list out to use the tables the seed writes to",
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DevSeedReport:
+        return cls(
+            str(data["seed"]),
+            str(data["environment"]),
+            str(data["mode"]),
+            list(data.get("disabled", [])),
+            dict(data.get("unaudited_rows", {})),
+            [Notice(**n) for n in data.get("notices", [])],
         )
-    return found
-
-
-def _triggers(
-    conn: psycopg.Connection[Any], tables: Sequence[str], mode: str
-) -> list[tuple[str, str]]:
-    """(table, trigger) pairs to disable: audit triggers, every user trigger, or all of them."""
-    if not tables:
-        return []
-    where = {
-        "audit": "NOT t.tgisinternal AND fn.pronamespace = 'audit'::regnamespace",
-        "user": "NOT t.tgisinternal",
-        "all": "true",
-    }[mode]
-    rows = conn.execute(
-        "SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t "
-        "JOIN pg_proc fn ON fn.oid = t.tgfoid "
-        f"WHERE t.tgrelid = ANY(%s::regclass[]) AND t.tgenabled <> 'D' AND {where} "
-        "ORDER BY 1, 2",
-        (list(tables),),
-    ).fetchall()
-    return [(str(r[0]), str(r[1])) for r in rows]
-
-
-def _count(conn: psycopg.Connection[Any], table: str) -> int:
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(sql.SQL(table))  # regclass text, quoted by PG
-    ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def disabled_triggers(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[str]:
-    """Every disabled trigger on tables of ``schemas`` (internal FK triggers included)."""
-    rows = conn.execute(
-        "SELECT c.oid::regclass::text || '.' || t.tgname FROM pg_trigger t "
-        "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE t.tgenabled = 'D' AND n.nspname = ANY(%s) ORDER BY 1",
-        (list(schemas),),
-    ).fetchall()
-    return [str(r[0]) for r in rows]
 
 
 def foreign_key_violations(
@@ -261,25 +313,32 @@ def load_dev_seed(
     *,
     environment: str = "test",
     mode: str = "audit",
-    schemas: Sequence[str] = ("clinic",),
+    schemas: Sequence[str] | None = None,
     tables: Sequence[str] | None = None,
+    audit_tables: Sequence[str] | None = None,
     external: bool = False,
     allow_external: bool = False,
 ) -> DevSeedReport:
     """Load the DEV/TEST ONLY seed 002 safely, in one transaction.
 
-    ``app.environment`` is set for the transaction, the triggers of the tables
-    the seed writes to are disabled (``mode``: ``audit`` — only audit triggers,
-    foreign keys stay enforced; ``user`` — every user trigger; ``all`` — the
-    playbook's ``DISABLE TRIGGER ALL``, followed by an explicit foreign-key
-    check), the seed runs, the triggers are enabled again, and it commits.  Any
-    error rolls everything back, trigger state included.  After the commit no
-    trigger of ``schemas`` may be disabled: that is checked, not assumed.
+    Which triggers: by default those of every table of ``schemas`` (all user
+    schemas when None) that carries an audit trigger (see :func:`audit_triggers`)
+    — decided from the catalog, never from the seed's text, so unqualified
+    names, ``search_path``, quoting and DO blocks make no difference.
+    ``tables`` narrows it to a list.  ``mode``: ``audit`` disables only the
+    audit triggers (foreign keys stay enforced); ``user`` every user trigger of
+    those tables; ``all`` the playbook's ``DISABLE TRIGGER ALL``, followed by an
+    explicit foreign-key check.
 
-    The wrapper refuses by itself — whatever the seed's own guard says — unless
-    ``environment`` is development or test, and refuses external servers unless
-    ``allow_external``.
+    ``app.environment`` is set for the transaction, the triggers are disabled,
+    the seed runs, the triggers are enabled again, and it commits.  Any error
+    rolls everything back, trigger state included.  After the commit no
+    trigger may be disabled: that is checked, not assumed.  The wrapper refuses
+    by itself — whatever the seed's own guard says — unless ``environment`` is
+    development or test, and refuses external servers unless ``allow_external``.
     """
+    from .partitions import resolve_audit_tables
+
     if environment not in DEV_ENVIRONMENTS:
         shown = environment if environment else "<unset>"
         raise DevSeedRefusedError(
@@ -294,7 +353,7 @@ def load_dev_seed(
             "allow_external=True) only if that server is a disposable development or test server",
         )
     if mode not in TRIGGER_MODES:
-        raise ClinicDBError(
+        raise ConfigError(
             f"unknown trigger mode {mode!r}", hint="valid values: " + ", ".join(TRIGGER_MODES)
         )
     seed = read_sql_file(path, what="seed")
@@ -306,15 +365,19 @@ def load_dev_seed(
                 f"system foreign-key triggers, which only a superuser may touch ({path.name})",
                 hint="use mode audit (the default) or user: foreign keys stay enforced",
             )
+    in_schemas = schemas_or_all(conn, schemas)
+    audited = set(audit_triggers(conn, in_schemas, resolve_audit_tables(conn, audit_tables)))
     if tables is not None:
         targets = resolve_tables(conn, tables)
+    elif mode == "audit":
+        targets = sorted({t for t, _ in audited})
     else:
-        targets = seed_tables(conn, seed.text, schemas)
+        targets = [t for t in _user_tables(conn, in_schemas)]
     with capture_notices(conn, path.name) as notices, conn.transaction():
         conn.execute("SELECT set_config('app.environment', %s, true)", (environment,))
-        triggers = _triggers(conn, targets, mode)
-        audited = {t for t, _ in _triggers(conn, targets, "audit")}
-        before = {t: _count(conn, t) for t in audited}
+        triggers = _triggers(conn, targets, mode, audited)
+        disabled_audit = sorted({t for pair in triggers if pair in audited for t in [pair[0]]})
+        before = {t: _count(conn, t) for t in disabled_audit}
         for table, trigger in triggers:
             conn.execute(
                 sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
@@ -342,14 +405,10 @@ def load_dev_seed(
                     + "\n    ".join(violations),
                     hint="fix the seed's references; nothing was committed",
                 )
-        disabled_audit = {t for t, _ in triggers if t in audited}
-        unaudited = {t: _count(conn, t) - before[t] for t in sorted(disabled_audit)}
-    left = disabled_triggers(conn, schemas)
+        unaudited = {t: _count(conn, t) - before[t] for t in disabled_audit}
+    left = disabled_triggers(conn, in_schemas)
     if left:
-        raise ClinicDBError(
-            "triggers are disabled after the dev seed committed: " + ", ".join(left),
-            hint="enable them with ALTER TABLE … ENABLE TRIGGER …; something else disabled them",
-        )
+        raise TriggersLeftDisabledError(left)
     return DevSeedReport(
         path.name,
         environment,
@@ -358,3 +417,13 @@ def load_dev_seed(
         {t: n for t, n in unaudited.items() if n},
         list(notices),
     )
+
+
+def _user_tables(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[str]:
+    rows = conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
+        (list(schemas),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]

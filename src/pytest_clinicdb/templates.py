@@ -1,42 +1,51 @@
-"""Template databases: content key, build once under a lock, clone, drop (no pytest import).
+"""Template databases: content key, build once under a lock, what each build step does.
 
-The template holds the migrated, seeded database.  It is built once per *key*
-— a hash of the PostgreSQL major version, every migration's name and bytes,
-the seeds' names and bytes, the bootstrap settings (including the audit
-partition window, which follows the calendar month) and the builder version —
-under an advisory lock taken in the maintenance database, so xdist workers and
-concurrent pytest runs on one server build it exactly once.  It is built under
-a temporary name and renamed when complete: a ``clinicdb_tpl_*`` database is
-never half-built.  Then it is marked ``IS_TEMPLATE`` with connections
-disallowed, and every test database is a clone of it.
+A template holds the migrated, seeded database.  It is built once per *key* —
+a hash of everything that goes into it: the PostgreSQL major version, the
+bootstrap files, every migration's name and bytes, the seeds' bytes, the
+build options and the audit partition window (which follows the calendar
+month) — under an advisory lock taken in the maintenance database, so xdist
+workers and concurrent runs on one server build it exactly once.  It is built
+under a temporary name and renamed when complete: a ``clinicdb_tpl_*``
+database is never half-built.  Then it is marked ``IS_TEMPLATE`` with
+connections disallowed, and every test database is a clone of it.
+
+Two variants: ``base`` (bootstrap → migrations → audit partitions → system
+seed) and ``dev`` (a clone of ``base`` plus the DEV/TEST ONLY seed, loaded by
+the dev-seed wrapper).  The dev template never repeats the base build.
+
+``ALTER DATABASE … SET``, ``ALTER ROLE … IN DATABASE … SET`` and ``GRANT … ON
+DATABASE`` done by a migration are not copied by ``CREATE DATABASE …
+TEMPLATE`` (PostgreSQL documents this): the build reads them back into the
+template's marker (``carry``) and every clone gets them again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import sql
+from .errors import ClinicDBError, TemplateBuildError
+from .marker import BUILDER_VERSION, PREFIX, Marker, now_iso, read_marker, write_marker
 
-from .migrations import Migration, apply_migrations, preflight_extensions
-from .runs import RunRef
-from .seeds import Notice, capture_notices, load_seed
-from .server import ServerInfo
+if TYPE_CHECKING:
+    import psycopg
 
-#: Bump when the way templates are built changes: old templates become stale.
-BUILDER_VERSION = "1"
-PREFIX = "clinicdb_"
-MARKER = "pytest-clinicdb"
-PARTITION_FUNCTION = "audit.ensure_monthly_partitions(timestamptz,timestamptz)"
+    from .config import Settings
+    from .migrations import Migration
+    from .project import Project
+    from .runs import RunRef
+    from .seeds import Notice
+    from .server import ServerInfo
+
 #: Test set-up covers the current month and this many following ones.
 PARTITION_MONTHS_AHEAD = 3
+BUILD_LOCK_TIMEOUT = 600.0
 
 
 def current_month(now: dt.datetime | None = None) -> dt.date:
@@ -49,16 +58,28 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(total // 12, total % 12 + 1, 1)
 
 
+def content_of(mig: Migration) -> bytes:
+    """The bytes that decide a migration's result, read without parsing it."""
+    content = getattr(mig, "content_bytes", None)
+    data: bytes = content() if callable(content) else mig.file.data
+    return data
+
+
 @dataclass(frozen=True)
 class TemplateSpec:
     """Everything a template is built from; its :attr:`key` names the template."""
 
     major: int
-    migrations: Sequence[Migration]
-    seeds: Sequence[Path]
-    partition_start: dt.date
+    variant: str
+    bootstrap: Sequence[Path] = ()
+    migrations: Sequence[Migration] = ()
+    seeds: Sequence[Path] = ()
+    partition_start: dt.date = field(default_factory=current_month)
     partition_months: int = PARTITION_MONTHS_AHEAD + 1
-    variant: str = "base"
+    #: build options that change the result (audit tables, dev-seed mode …), as text
+    options: tuple[tuple[str, str], ...] = ()
+    #: the dev variant is a clone of this template
+    base: str | None = None
 
     @property
     def partition_end(self) -> dt.date:
@@ -70,11 +91,14 @@ class TemplateSpec:
         h.update(
             f"builder={BUILDER_VERSION}\0major={self.major}\0variant={self.variant}\0".encode()
         )
-        h.update(
-            f"partitions={self.partition_start.isoformat()}+{self.partition_months}\0".encode()
-        )
+        h.update(f"partitions={self.partition_start}+{self.partition_months}\0".encode())
+        h.update(f"base={self.base}\0".encode())
+        for name, value in self.options:
+            h.update(f"option {name}={value}\0".encode())
+        for path in self.bootstrap:
+            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         for mig in self.migrations:
-            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.file.data + b"\0")
+            h.update(b"migration\0" + mig.name.encode() + b"\0" + content_of(mig) + b"\0")
         for seed in self.seeds:
             h.update(b"seed\0" + seed.name.encode() + b"\0" + seed.read_bytes() + b"\0")
         return h.hexdigest()[:16]
@@ -86,143 +110,169 @@ class TemplateSpec:
 
 @dataclass
 class TemplateInfo:
-    """A built template and how it came to be."""
+    """A built template, the server it lives on, and how it came to be."""
 
     name: str
     key: str
+    variant: str
+    server: ServerInfo
     built: bool  # False: it already existed (reused)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     notices: list[Notice] = field(default_factory=list)
-    partitions: str = ""
-    dev_seed: str = ""
+    partitions: dict[str, Any] = field(default_factory=dict)
+    dev_seed: dict[str, Any] = field(default_factory=dict)
     built_at: str = ""
     rebuilt: bool = False  # --clinicdb-rebuild replaced an earlier run's template
+    carry: dict[str, Any] = field(default_factory=dict)
+    #: ensures the template again (it was dropped under us); set by the builder
+    renew: Callable[[], TemplateInfo] | None = field(default=None, repr=False, compare=False)
 
+    def replace_with(self, other: TemplateInfo) -> None:
+        """Take ``other``'s state (the template was ensured again): holders see the new one."""
+        renew = self.renew
+        self.__dict__.update(other.__dict__)
+        self.renew = renew
 
-def marker(kind: str, **extra: object) -> str:
-    return f"{MARKER} " + json.dumps({"kind": kind, **extra}, sort_keys=True)
+    @classmethod
+    def from_marker(
+        cls, name: str, server: ServerInfo, marker: Marker, rebuilt: bool
+    ) -> TemplateInfo:
+        from .seeds import Notice
 
-
-def parse_marker(comment: object) -> dict[str, object] | None:
-    """The JSON marker of a database comment, or None if the plugin did not write it."""
-    if not comment or not str(comment).startswith(MARKER + " "):
-        return None
-    try:
-        data = json.loads(str(comment)[len(MARKER) + 1 :])
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def read_marker(conn: psycopg.Connection[Any], dbname: str) -> dict[str, object] | None:
-    row = conn.execute(
-        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-        (dbname,),
-    ).fetchone()
-    return parse_marker(row[0]) if row else None
-
-
-def set_marker(conn: psycopg.Connection[Any], dbname: str, kind: str, **extra: object) -> None:
-    conn.execute(
-        sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(dbname), sql.Literal(marker(kind, **extra))
+        return cls(
+            name,
+            str(marker.key),
+            str(marker.variant or "base"),
+            server,
+            built=False,
+            seconds=marker.seconds,
+            timings=dict(marker.timings),
+            notices=[Notice(**n) for n in marker.notices],
+            partitions=dict(marker.partitions),
+            dev_seed=dict(marker.dev_seed),
+            built_at=marker.built_at or "",
+            rebuilt=rebuilt,
+            carry=dict(marker.carry),
         )
-    )
+
+    def marker(self, spec: TemplateSpec, run: RunRef | None, project: str | None) -> Marker:
+        return Marker(
+            "template",
+            key=self.key,
+            variant=self.variant,
+            builder=BUILDER_VERSION,
+            project=project,
+            partition_start=spec.partition_start.isoformat(),
+            built_at=self.built_at,
+            built_by=run.to_dict() if run else None,
+            users=[run.to_dict()] if run else [],
+            last_used=self.built_at,
+            seconds=round(self.seconds, 4),
+            timings={k: round(v, 4) for k, v in self.timings.items()},
+            notices=[n.to_dict() for n in self.notices],
+            partitions=self.partitions,
+            dev_seed=self.dev_seed,
+            carry=self.carry,
+        )
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+BuildStep = Callable[["psycopg.Connection[Any]", TemplateInfo], None]
 
 
 def _lock_id(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+def build_lock_id(template: str) -> int:
+    """The advisory lock a build of ``template`` holds (garbage collection tests it)."""
+    return _lock_id("template:" + template)
+
+
 def ensure_template(
     server: ServerInfo,
     spec: TemplateSpec,
     *,
-    build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
+    build: BuildStep,
     run: RunRef | None = None,
     rebuild: bool = False,
-    timeout: float = 600.0,
+    source: str | None = None,
+    source_carry: dict[str, Any] | None = None,
+    project: str | None = None,
 ) -> TemplateInfo:
     """Return the template for ``spec``, building it with ``build(conn, info)`` if needed.
 
+    The build starts from an empty database, or from a clone of ``source``.
     ``run`` is recorded in the template's marker as a user (garbage collection
     never drops a template a live run uses).  ``rebuild`` drops a template that
     an earlier run built and builds it again — once per run, however many
-    processes ask.
+    processes ask.  A failing build raises :class:`TemplateBuildError` (its
+    cause chained) and leaves nothing behind.
     """
+    import psycopg
+
+    from .databases import drop_database
+
     name = spec.name
     with psycopg.connect(server.dsn, autocommit=True) as admin:
-        admin.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(timeout * 1000)}",))
-        admin.execute("SELECT pg_advisory_lock(%s)", (_lock_id("template:" + name),))
+        admin.execute(
+            "SELECT set_config('lock_timeout', %s, false)", (f"{int(BUILD_LOCK_TIMEOUT * 1000)}",)
+        )
+        admin.execute("SELECT pg_advisory_lock(%s)", (build_lock_id(name),))
         try:
             row = admin.execute(
                 "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
             ).fetchone()
-            data = read_marker(admin, name) if row else None
-            built_by = RunRef.from_dict((data or {}).get("built_by"))
+            marker = read_marker(admin, name) if row else None
+            built_by = marker.built_by_ref if marker else None
             this_run = run is not None and built_by is not None and built_by.id == run.id
-            if row and row[0] and data is not None and (this_run or not rebuild):
-                users = _users_with(data, run)
-                fields = {k: v for k, v in data.items() if k != "kind"}
-                set_marker(
-                    admin, name, "template", **{**fields, "users": users, "last_used": _now()}
-                )
-                notices = [Notice(**n) for n in data.get("notices", [])]  # type: ignore[attr-defined]
-                return TemplateInfo(
-                    name,
-                    spec.key,
-                    built=False,
-                    notices=notices,
-                    timings=dict(data.get("timings", {})),  # type: ignore[call-overload]
-                    partitions=str(data.get("partitions", "")),
-                    dev_seed=str(data.get("dev_seed", "")),
-                    built_at=str(data.get("built_at", "")),
-                    seconds=float(data.get("seconds", 0.0)),  # type: ignore[arg-type]
-                    rebuilt=this_run,
-                )
+            if row and row[0] and marker is not None and (this_run or not rebuild):
+                write_marker(admin, name, marker.with_user(run))
+                return TemplateInfo.from_marker(name, server, marker, rebuilt=this_run)
             if row:  # never completed (a crash between rename and marking), or a rebuild
                 drop_database(admin, name)
-            info = _build(admin, server, spec, build, run)
+            try:
+                info = _build(admin, server, spec, build, run, source, source_carry, project)
+            except ClinicDBError as exc:
+                raise TemplateBuildError(name, exc) from exc
+            except psycopg.Error as exc:
+                raise TemplateBuildError(name, exc) from exc
             info.rebuilt = bool(row)
             return info
         finally:
-            admin.execute("SELECT pg_advisory_unlock(%s)", (_lock_id("template:" + name),))
-
-
-def _users_with(data: dict[str, object], run: RunRef | None) -> list[dict[str, object]]:
-    """The template's live users plus ``run`` (dead runs are pruned as we go)."""
-    users = []
-    for entry in data.get("users", []) or []:  # type: ignore[attr-defined]
-        ref = RunRef.from_dict(entry)
-        if ref is not None and ref.alive() and (run is None or ref.id != run.id):
-            users.append(ref.to_dict())
-    if run is not None:
-        users.append(run.to_dict())
-    return users
+            admin.execute("SELECT pg_advisory_unlock(%s)", (build_lock_id(name),))
 
 
 def _build(
     admin: psycopg.Connection[Any],
     server: ServerInfo,
     spec: TemplateSpec,
-    build: Callable[[psycopg.Connection[Any], TemplateInfo], None],
+    build: BuildStep,
     run: RunRef | None,
+    source: str | None,
+    source_carry: dict[str, Any] | None,
+    project: str | None,
 ) -> TemplateInfo:
+    import psycopg
+    from psycopg import sql
+
+    from .databases import apply_carry, create_database, drop_database
+
     name = spec.name
     building = f"{PREFIX}build_{spec.key}"
     started = time.perf_counter()
-    info = TemplateInfo(name, spec.key, built=True)
+    info = TemplateInfo(name, spec.key, spec.variant, server, built=True)
     drop_database(admin, building)  # leftover of a build that was killed
-    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
     try:
-        set_marker(admin, building, "building", key=spec.key)
+        create_database(admin, building, source, server.major)
+        write_marker(
+            admin, building, Marker("building", key=spec.key, owner=run.to_dict() if run else None)
+        )
+        if source_carry:
+            apply_carry(admin, building, source_carry)
         with psycopg.connect(server.dsn_for(building), autocommit=True) as conn:
             build(conn, info)
+            info.carry = read_carry(conn)
         info.seconds = time.perf_counter() - started
         admin.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -234,25 +284,8 @@ def _build(
                 sql.Identifier(name)
             )
         )
-        info.built_at = _now()
-        set_marker(
-            admin,
-            name,
-            "template",
-            key=spec.key,
-            variant=spec.variant,
-            builder=BUILDER_VERSION,
-            partition_start=spec.partition_start.isoformat(),
-            built_at=info.built_at,
-            built_by=run.to_dict() if run else None,
-            users=[run.to_dict()] if run else [],
-            last_used=info.built_at,
-            seconds=round(info.seconds, 4),
-            timings={k: round(v, 4) for k, v in info.timings.items()},
-            notices=[n.to_dict() for n in info.notices],
-            partitions=info.partitions,
-            dev_seed=info.dev_seed,
-        )
+        info.built_at = now_iso()
+        write_marker(admin, name, info.marker(spec, run, project))
     except BaseException:
         drop_database(admin, building)
         drop_database(admin, name, only_if_not_template=True)
@@ -260,203 +293,236 @@ def _build(
     return info
 
 
-def standard_build(
-    migrations: Sequence[Migration],
-    system_seed: Path | None,
-    spec: TemplateSpec,
-    *,
-    binaries_note: str = "",
-    alternatives: Callable[[list[str]], list[str]] | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Callable[[psycopg.Connection[Any], TemplateInfo], None]:
-    """The clinic build: pre-flight → migrations → audit partitions → seed 001."""
+# --------------------------------------------------------------------------- carry-over
 
-    def build(conn: psycopg.Connection[Any], info: TemplateInfo) -> None:
+#: GUCs whose value is a list: each element is quoted on its own (as pg_dump does).
+_LIST_SETTINGS = {
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+}
+
+
+def read_carry(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """The current database's own settings and grants: what ``TEMPLATE`` does not copy."""
+    rows = conn.execute(
+        "SELECT coalesce(r.rolname, ''), s.setconfig FROM pg_db_role_setting s "
+        "LEFT JOIN pg_roles r ON r.oid = s.setrole "
+        "WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "ORDER BY 1"
+    ).fetchall()
+    settings = [[str(role), [str(c) for c in config]] for role, config in rows]
+    acl = conn.execute(
+        "SELECT coalesce(g.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable "
+        "FROM pg_database d, aclexplode(d.datacl) a LEFT JOIN pg_roles g ON g.oid = a.grantee "
+        "WHERE d.datname = current_database() AND d.datacl IS NOT NULL ORDER BY 1, 2"
+    ).fetchall()
+    carry: dict[str, Any] = {}
+    if settings:
+        carry["settings"] = settings
+    if acl:
+        carry["acl"] = [[str(g), str(p), bool(o)] for g, p, o in acl]
+    return carry
+
+
+def _split_list(value: str) -> list[str]:
+    """``a, "b c"`` → ``['a', 'b c']``: a list setting's elements as PostgreSQL stores them."""
+    items, current, quoted = [], "", False
+    for ch in value:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            items.append(current.strip())
+            current = ""
+            continue
+        current += ch
+    if current.strip():
+        items.append(current.strip())
+    return [
+        i[1:-1].replace('""', '"') if i.startswith('"') and i.endswith('"') else i for i in items
+    ]
+
+
+def carry_statements(dbname: str, carry: dict[str, Any]) -> list[Any]:
+    """The statements that give database ``dbname`` the settings and grants in ``carry``."""
+    from psycopg import sql
+
+    statements: list[Any] = []
+    db = sql.Identifier(dbname)
+    for role, config in carry.get("settings", []):
+        target = (
+            sql.SQL("ALTER ROLE {} IN DATABASE {}").format(sql.Identifier(role), db)
+            if role
+            else sql.SQL("ALTER DATABASE {}").format(db)
+        )
+        for entry in config:
+            key, _, value = entry.partition("=")
+            values = _split_list(value) if key in _LIST_SETTINGS else [value]
+            statements.append(
+                sql.SQL("{} SET {} TO {}").format(
+                    target,
+                    sql.Identifier(key),
+                    sql.SQL(", ").join(sql.Literal(v) for v in values),
+                )
+            )
+    acl = carry.get("acl")
+    if acl is not None:
+        grantees = sorted({g for g, _, _ in acl} | {"PUBLIC"})
+        for grantee in grantees:
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            statements.append(sql.SQL("REVOKE ALL ON DATABASE {} FROM {}").format(db, who))
+        for grantee, privilege, grantable in acl:
+            who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+            statements.append(
+                sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                    sql.SQL(privilege),
+                    db,
+                    who,
+                    sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+                )
+            )
+    return statements
+
+
+# --------------------------------------------------------------------------- the builder
+
+
+class Builder:
+    """Builds the templates of one project (the steps, in order, and their report)."""
+
+    def __init__(self, project: Project, settings: Settings, run: RunRef | None) -> None:
+        self.project = project
+        self.settings = settings
+        self.run = run
+
+    def options(self, variant: str) -> tuple[tuple[str, str], ...]:
+        s = self.settings
+        opts = [
+            ("audit_tables", ",".join(s.audit_tables or ())),
+            ("partition_function", s.partition_function or ""),
+            ("schemas", ",".join(s.schemas or ())),
+        ]
+        if variant == "dev":
+            opts += [
+                ("dev_seed_mode", s.dev_seed_mode),
+                ("environment", s.environment),
+                ("dev_seed_tables", ",".join(s.dev_seed_tables or ())),
+            ]
+        return tuple(opts)
+
+    def spec(self, major: int, variant: str = "base", base: str | None = None) -> TemplateSpec:
+        p = self.project
+        if variant == "dev":
+            return TemplateSpec(
+                major, "dev", seeds=[p.dev_seed()], options=self.options("dev"), base=base
+            )
+        seed = p.system_seed
+        return TemplateSpec(
+            major,
+            "base",
+            bootstrap=p.bootstrap,
+            migrations=p.migrations,
+            seeds=[seed] if seed else [],
+            options=self.options("base"),
+        )
+
+    # ------------------------------------------------------------ variants
+
+    def base(self, server: ServerInfo) -> TemplateInfo:
+        spec = self.spec(server.major)
+        info = ensure_template(
+            server,
+            spec,
+            build=lambda conn, info: self._build_base(conn, info, spec),
+            run=self.run,
+            rebuild=self.settings.rebuild,
+            project=self.project.id,
+        )
+        info.renew = lambda: self.base(server)
+        return info
+
+    def dev(self, base: TemplateInfo) -> TemplateInfo:
+        server = base.server
+        spec = self.spec(server.major, "dev", base=base.name)
+        info = ensure_template(
+            server,
+            spec,
+            build=lambda conn, info: self._build_dev(conn, info, base),
+            run=self.run,
+            rebuild=self.settings.rebuild,
+            source=base.name,
+            source_carry=base.carry,
+            project=self.project.id,
+        )
+        info.renew = lambda: self.dev(base)
+        return info
+
+    # ------------------------------------------------------------ steps
+
+    def _build_base(
+        self, conn: psycopg.Connection[Any], info: TemplateInfo, spec: TemplateSpec
+    ) -> None:
+        from .migrations import apply_migrations, preflight_extensions
+        from .partitions import ensure_window
+        from .seeds import capture_notices, load_seed, run_bootstrap
+
+        p = self.project
         t0 = time.perf_counter()
         preflight_extensions(
-            conn, migrations, binaries_note=binaries_note, alternatives=alternatives
+            conn, p.migrations, binaries_note=info.server.binaries, alternatives=_alternatives
         )
+        for path in p.bootstrap:
+            t = time.perf_counter()
+            info.notices.extend(run_bootstrap(conn, path))
+            info.timings[f"bootstrap {path.name}"] = time.perf_counter() - t
         with capture_notices(conn, "migrations") as notices:
-            report = apply_migrations(
-                conn,
-                list(migrations),
-                progress=(lambda m: progress(f"migration {m.name}")) if progress else None,
-            )
+            report = apply_migrations(conn, list(p.migrations))
         info.notices.extend(notices)
         info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
         info.timings["migrations"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        info.partitions = ensure_partitions(conn, spec.partition_start, spec.partition_end)
+        info.partitions = ensure_window(
+            conn,
+            tables=self.settings.audit_tables,
+            function=self.settings.partition_function,
+            start=spec.partition_start,
+            end=spec.partition_end,
+        ).to_dict()
         info.timings["audit partitions"] = time.perf_counter() - t1
-        if system_seed is not None:
+        if p.system_seed is not None:
             t2 = time.perf_counter()
-            info.notices.extend(load_seed(conn, system_seed))
-            info.timings[f"seed {system_seed.name}"] = time.perf_counter() - t2
+            info.notices.extend(load_seed(conn, p.system_seed))
+            info.timings[f"seed {p.system_seed.name}"] = time.perf_counter() - t2
 
-    return build
+    def _build_dev(
+        self, conn: psycopg.Connection[Any], info: TemplateInfo, base: TemplateInfo
+    ) -> None:
+        from .seeds import load_dev_seed
 
-
-def ensure_partitions(conn: psycopg.Connection[Any], start: dt.date, end: dt.date) -> str:
-    """Call the audit maintenance function for [start, end) if the schema has one.
-
-    Test-only: production relies on its scheduled maintenance job.  Returns a
-    description for the report header.
-    """
-    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (PARTITION_FUNCTION,)).fetchone()
-    if not row or not row[0]:
-        return "no audit partition function"
-    with conn.transaction():
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        created = conn.execute(
-            "SELECT audit.ensure_monthly_partitions(%s::timestamptz, %s::timestamptz)",
-            (f"{start.isoformat()} 00:00:00+00", f"{end.isoformat()} 00:00:00+00"),
-        ).fetchone()
-    last = add_months(end, -1)
-    count = created[0] if created else 0
-    return f"{start:%Y-%m}..{last:%Y-%m} ensured (test-only, {count} created)"
-
-
-def clone(
-    admin: psycopg.Connection[Any], template: str, name: str, major: int, **mark: object
-) -> None:
-    """Create ``name`` from ``template`` (FILE_COPY where available: fastest with fsync off)."""
-    strategy = sql.SQL(" STRATEGY FILE_COPY") if major >= 15 else sql.SQL("")
-    admin.execute(
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-            sql.Identifier(name), sql.Identifier(template), strategy
+        s = self.settings
+        seed = self.project.dev_seed()
+        t0 = time.perf_counter()
+        report = load_dev_seed(
+            conn,
+            seed,
+            environment=s.environment,
+            mode=s.dev_seed_mode,
+            schemas=s.schemas,
+            tables=s.dev_seed_tables,
+            audit_tables=s.audit_tables,
+            external=info.server.backend == "external",
+            allow_external=s.allow_external_dev_seed,
         )
-    )
-    set_marker(admin, name, "clone", template=template, **mark)
+        info.partitions = base.partitions
+        info.notices.extend(report.notices)
+        info.dev_seed = report.to_dict()
+        info.timings[f"dev seed {seed.name}"] = time.perf_counter() - t0
 
 
-def drop_database(
-    admin: psycopg.Connection[Any],
-    name: str,
-    *,
-    only_if_not_template: bool = False,
-    wait: float = 5.0,
-) -> bool:
-    """Drop a database of ours (name prefix checked); True if it existed.
+def _alternatives(missing: list[str]) -> list[str]:
+    """Installed builds that ship every extension in ``missing``."""
+    from .binaries import installed
 
-    Waits for the backends of closed connections to leave first: ``DROP
-    DATABASE`` would otherwise sleep 100 ms for them.
-    """
-    if not name.startswith(PREFIX):
-        raise ValueError(f"refusing to drop {name!r}: not a pytest-clinicdb database")
-    row = admin.execute(
-        "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
-    ).fetchone()
-    if not row:
-        return False
-    if only_if_not_template and row[0]:
-        return False
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        busy = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
-        ).fetchone()
-        if not busy or not busy[0]:
-            break
-        time.sleep(0.002)
-    if row[0]:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
-        )
-    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    return True
-
-
-#: Templates kept per server by default (the newest used); older ones are dropped.
-KEEP_TEMPLATES = 5
-
-
-def collect_garbage(
-    admin: psycopg.Connection[Any],
-    run: RunRef,
-    *,
-    keep_templates: int = KEEP_TEMPLATES,
-    month: dt.date | None = None,
-    unmarked: Sequence[str] = (),
-) -> list[tuple[str, str]]:
-    """Drop what dead runs and old builds left on the server; return ``(name, reason)`` pairs.
-
-    Only databases whose name starts with ``clinicdb_`` *and* whose comment
-    holds the plugin's marker are considered; anything else is never touched.
-
-    - clones (and databases kept by ``--clinicdb-keep-failed``) of runs that are
-      no longer alive;
-    - unfinished builds nobody is building (the build lock is free);
-    - templates built by another builder version or for a past month's audit
-      partition window, unless a live run uses them;
-    - beyond the newest ``keep_templates`` templates (by last use), those no
-      live run uses;
-    - the databases named in ``unmarked``: names a dead run journaled just before
-      creating them, which it may not have lived to mark (a kill between
-      ``CREATE DATABASE`` and ``COMMENT``).  Only if they carry no marker of a
-      live run.
-
-    A database this role may not drop (another role owns it) is left alone and
-    listed with the reason it was not dropped.
-    """
-    month = month or current_month()
-    dropped: list[tuple[str, str]] = []
-
-    def drop(name: str, why: str, *, lock: str | None = None) -> None:
-        """Drop ``name`` and record ``why``; with ``lock`` (a template's name), only while
-        nobody holds that template's build lock."""
-        lock_id = _lock_id("template:" + lock) if lock else None
-        if lock_id is not None:
-            row = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()
-            if not row or not row[0]:
-                return
-        try:
-            if drop_database(admin, name):
-                dropped.append((name, why))
-        except psycopg.errors.InsufficientPrivilege as exc:
-            dropped.append((name, f"{why} — NOT dropped: {str(exc).strip()}"))
-        finally:
-            if lock_id is not None:
-                admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
-
-    rows = admin.execute(
-        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-        "WHERE datname LIKE %s ORDER BY datname",
-        (PREFIX.replace("_", "\\_") + "%",),
-    ).fetchall()
-    templates: list[tuple[str, dict[str, object]]] = []
-    journaled = set(unmarked)
-    for name, comment in rows:
-        data = parse_marker(comment)
-        if data is None:
-            if name in journaled:
-                drop(name, "created by a run that ended before marking it")
-            continue
-        kind = data.get("kind")
-        if kind in ("clone", "kept"):
-            owner = RunRef.from_dict(data.get("owner"))
-            if owner is not None and owner.id != run.id and not owner.alive():
-                drop(name, f"{kind} database of run {owner.id}, which has ended")
-        elif kind == "building":
-            drop(name, "unfinished template build", lock=f"{PREFIX}tpl_{data.get('key')}")
-        elif kind == "template":
-            templates.append((name, data))
-    fresh: list[tuple[str, str, bool]] = []
-    for name, data in templates:
-        in_use = any(
-            ref is not None and (ref.id == run.id or ref.alive())
-            for ref in map(RunRef.from_dict, data.get("users", []) or [])  # type: ignore[call-overload]
-        )
-        if data.get("builder") != BUILDER_VERSION:
-            stale = f"built by builder version {data.get('builder')}"
-        elif str(data.get("partition_start", "")) < month.isoformat():
-            stale = "its audit partition window starts in a past month"
-        else:
-            fresh.append((str(data.get("last_used") or data.get("built_at") or ""), name, in_use))
-            continue
-        if not in_use:
-            drop(name, f"stale template: {stale}", lock=name)
-    fresh.sort(reverse=True)
-    for _used, name, in_use in fresh[max(keep_templates, 0) :]:
-        if not in_use:
-            drop(name, f"beyond the {keep_templates} most recently used templates", lock=name)
-    return dropped
+    return [b.describe() for b in installed() if all(b.has_extension(e) for e in missing)]

@@ -7,8 +7,8 @@ import socket
 import psycopg
 import pytest
 
+from pytest_clinicdb.marker import Marker, write_marker
 from pytest_clinicdb.server.docker import image_for
-from pytest_clinicdb.templates import set_marker
 
 from ..conftest import REPO, user_databases
 
@@ -52,10 +52,10 @@ def test_external_backend_with_a_createdb_role_touches_only_its_own_databases(
         admin.execute("CREATE DATABASE app_data")
         admin.execute("CREATE DATABASE clinicdb_made_by_hand")  # our prefix, no marker
         admin.execute("CREATE DATABASE clinicdb_f_other_main_1")  # marked, another role's
-        set_marker(admin, "clinicdb_f_other_main_1", "clone", owner=dead)
+        write_marker(admin, "clinicdb_f_other_main_1", Marker("clone", owner=dead))
     with psycopg.connect(dsn, autocommit=True) as role:
         role.execute("CREATE DATABASE clinicdb_f_deadbeef_main_1")  # a dead run's clone
-        set_marker(role, "clinicdb_f_deadbeef_main_1", "clone", owner=dead)
+        write_marker(role, "clinicdb_f_deadbeef_main_1", Marker("clone", owner=dead))
     project.tests(EXTERNAL_TESTS)
     result = project.run(*CLINIC, "--clinicdb-backend=external", f"--clinicdb-dsn={dsn}", *xdist)
     result.assert_outcomes(passed=5)

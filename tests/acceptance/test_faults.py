@@ -63,7 +63,7 @@ def test_corrupt_cache_is_detected_and_rebuilt(project):
     root.with_name(root.name + ".lock").write_text("")  # a stale lock file
     result = project.run()
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["clinicdb: server * (new cluster (initdb))*"])
+    result.stdout.fnmatch_lines(["clinicdb: server * (new cluster (*))*"])
     assert project.leftovers() == []
 
 

@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from pytest_clinicdb.server import ServerInfo
-from pytest_clinicdb.templates import drop_database
+from pytest_clinicdb.databases import drop_database
 
 
 @pytest.fixture

@@ -13,6 +13,9 @@ from ..conftest import REPO
 
 pytestmark = pytest.mark.integration
 
+#: The clinic database's migrations (their number grows with the schema).
+MIGRATIONS = len(list((REPO / "database" / "migrations").glob("*.sql")))
+
 
 def clinicdb(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -29,7 +32,7 @@ def test_migrate_seed_and_dev_seed_on_an_empty_database(empty_db):
     dsn = empty_db.full_dsn
     first = clinicdb("migrate", "--dsn", dsn, "--json")
     assert first.returncode == 0, first.stderr
-    assert len(json.loads(first.stdout)["applied"]) == 17
+    assert len(json.loads(first.stdout)["applied"]) == MIGRATIONS
     check = clinicdb("migrate", "--check", "--dsn", dsn)
     assert (check.returncode, check.stdout) == (0, "pending: none\nedited:  none\n")
     assert clinicdb("seed", "--dsn", dsn).returncode == 0
@@ -68,7 +71,7 @@ def test_dev_seed_table_list_and_unknown_table(empty_db):
     dsn = empty_db.full_dsn
     clinicdb("migrate", "--dsn", dsn)
     bad = clinicdb("seed", "--dev", "--tables", "clinic.nope", "--dsn", dsn)
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # bad input
     assert "dev seed tables not found: clinic.nope" in bad.stderr
     empty_db.execute(
         "SELECT audit.ensure_monthly_partitions(date_trunc('month', now()), "
@@ -96,11 +99,11 @@ def test_lock_writes_the_lock_file_and_reports_what_it_records(tmp_path):
         "lock": str(tmp_path / "migrations.lock"),
         "changes": [],
     }
-    (migrations / "018_next.sql").write_text("SELECT 1;\n")
+    (migrations / "999_next.sql").write_text("SELECT 1;\n")
     again = clinicdb("lock", "--migrations", str(migrations))
     assert again.stdout.splitlines() == [
-        "recorded: new migration 018_next.sql is not in the lock file",
-        f"wrote {tmp_path / 'migrations.lock'} (18 migrations)",
+        "recorded: new migration 999_next.sql is not in the lock file",
+        f"wrote {tmp_path / 'migrations.lock'} ({MIGRATIONS + 1} migrations)",
     ]
     missing = clinicdb("lock", "--migrations", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "nope" in missing.stderr
@@ -120,8 +123,8 @@ def test_status_one_screen_and_its_failures(empty_db, tmp_path):
     )
     ok = clinicdb("status", "--dsn", dsn)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "migrations:  17 applied, 0 pending" in ok.stdout
-    assert "partitions:  covered (this month + 3)" in ok.stdout
+    assert f"migrations:  {MIGRATIONS} applied, 0 pending" in ok.stdout
+    assert "partitions:  covered (this month + 3; audit.audit_logs until 20" in ok.stdout
     assert "triggers:    all enabled" in ok.stdout
     assert "password" not in ok.stdout or "password=***" in ok.stdout
 
@@ -129,7 +132,7 @@ def test_status_one_screen_and_its_failures(empty_db, tmp_path):
     bad = clinicdb("status", "--dsn", dsn, "--months-ahead", "60", "--json")
     assert bad.returncode == 1
     data = json.loads(bad.stdout)
-    assert data["ok"] is False and data["applied"] == 17 and data["pending"] == []
+    assert data["ok"] is False and data["applied"] == MIGRATIONS and data["pending"] == []
     problems = [p["problem"] for p in data["problems"]]
     assert any(p.startswith("gap in audit.audit_logs") for p in problems)
     assert "trigger clinic.patients.audit_patients is disabled" in problems
@@ -139,7 +142,8 @@ def test_partitions_show_ensure_and_refusal(empty_db):
     dsn = migrated(empty_db)
     shown = clinicdb("partitions", "--dsn", dsn, "--json")
     data = json.loads(shown.stdout)
-    assert data["partitions"][0] == {
+    assert [t["table"] for t in data["tables"]] == ["audit.audit_logs"]
+    assert data["tables"][0]["partitions"][0] == {
         "name": "audit.audit_logs_p2025_01",
         "from": "2025-01-01T00:00:00+00:00",
         "to": "2025-02-01T00:00:00+00:00",
@@ -149,7 +153,10 @@ def test_partitions_show_ensure_and_refusal(empty_db):
     assert refused.returncode == 2
     assert "refusing --ensure on a target labelled app.environment=production" in refused.stderr
     done = clinicdb("partitions", "--dsn", dsn, "--ensure", "2031-01-01", "2031-03-01")
-    assert done.stdout.splitlines()[0] == "created 2 partition(s)"
+    assert done.stdout.splitlines()[0] == (
+        "created 2 partition(s) of audit.audit_logs by "
+        "audit.ensure_monthly_partitions(timestamp with time zone,timestamp with time zone)"
+    )
     assert (
         "audit.audit_logs_p2031_02 [2031-02-01 00:00:00+00, 2031-03-01 00:00:00+00)" in done.stdout
     )
@@ -183,11 +190,14 @@ def test_check_runs_the_battery_and_reports_json(tmp_path):
 
 
 def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
+    import uuid
+
     from pytest_clinicdb.config import default_cache_dir
 
     from ..conftest import postgres_processes
 
-    cache = default_cache_dir().parent / f"clinicdb-test-up-{tmp_path.name[-8:]}"
+    # Unique: two sessions running this test at once must not share (and stop) one server.
+    cache = default_cache_dir().parent / f"clinicdb-test-up-{uuid.uuid4().hex[:8]}"
     try:
         up = clinicdb("up", "--cache-dir", str(cache), "--json")
         assert up.returncode == 0, up.stderr

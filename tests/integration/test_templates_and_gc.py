@@ -19,21 +19,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_clinicdb._state import engine_of
+from pytest_clinicdb._state import context_of
 from pytest_clinicdb.binaries import make_reachable, server_account
 from pytest_clinicdb.config import default_cache_dir
+from pytest_clinicdb.errors import TemplateBuildError
+from pytest_clinicdb.gc import collect_garbage
+from pytest_clinicdb.marker import BUILDER_VERSION, Marker, read_marker, write_marker
 from pytest_clinicdb.runs import RunRef
 from pytest_clinicdb.server import ServerInfo
-from pytest_clinicdb.server.embedded import EmbeddedCluster
-from pytest_clinicdb.templates import (
-    BUILDER_VERSION,
-    TemplateSpec,
-    collect_garbage,
-    current_month,
-    ensure_template,
-    read_marker,
-    set_marker,
-)
+from pytest_clinicdb.server.cluster import ClusterDir
+from pytest_clinicdb.server.embedded import start_standalone
+from pytest_clinicdb.templates import TemplateSpec, build_lock_id, current_month, ensure_template
 
 from ..conftest import user_databases
 
@@ -46,10 +42,10 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
     cache.mkdir(parents=True)
     os.chmod(cache, 0o755)
     account = server_account(None)
-    binaries = make_reachable(engine_of(request.config).binaries(), account, cache)
-    cluster = EmbeddedCluster(cache / "cluster", binaries, account)
+    binaries = make_reachable(context_of(request.config).backend.found, account, cache)
+    cluster = ClusterDir(cache / "cluster")
     try:
-        yield cluster.ensure_running()
+        yield start_standalone(cluster.root, binaries, account)
     finally:
         cluster.destroy()
         shutil.rmtree(cache, ignore_errors=True)
@@ -80,7 +76,7 @@ def live_run(run_id: str) -> RunRef:
 def create(admin, name: str, kind: str | None = None, **fields: object) -> None:
     admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     if kind:
-        set_marker(admin, name, kind, **fields)
+        write_marker(admin, name, Marker(kind, **fields))
 
 
 def names(admin) -> set[str]:
@@ -125,9 +121,7 @@ def test_gc_leaves_a_build_that_is_in_progress(admin, server):
     create(admin, "clinicdb_build_4567", "building", key="4567")
     with psycopg.connect(server.dsn, autocommit=True) as builder:
         # The build lock a building process holds (same id as ensure_template's).
-        from pytest_clinicdb.templates import _lock_id
-
-        lock = _lock_id("template:clinicdb_tpl_4567")
+        lock = build_lock_id("clinicdb_tpl_4567")
         builder.execute("SELECT pg_advisory_lock(%s)", (lock,))
         assert collect_garbage(admin, live_run("current")) == []
         # Released explicitly: a closed connection's backend lets go of it a moment later.
@@ -174,13 +168,7 @@ def test_gc_drops_stale_templates_and_keeps_the_most_recent_unless_in_use(admin)
 
 
 def spec(tmp_path: Path) -> TemplateSpec:
-    return TemplateSpec(
-        major=15,
-        migrations=[],
-        seeds=[],
-        partition_start=current_month(),
-        variant=uuid.uuid4().hex,
-    )
+    return TemplateSpec(15, uuid.uuid4().hex, partition_start=current_month())
 
 
 def test_built_once_reused_and_rebuilt_once_per_run(admin, server, tmp_path):
@@ -207,8 +195,8 @@ def test_built_once_reused_and_rebuilt_once_per_run(admin, server, tmp_path):
     assert row == (True, False)
     marker = read_marker(admin, s.name)
     assert marker is not None
-    assert marker["built_by"]["id"] == "run-b"
-    assert [u["id"] for u in marker["users"]] == ["run-b"]
+    assert marker.built_by_ref is not None and marker.built_by_ref.id == "run-b"
+    assert [u.id for u in marker.user_refs()] == ["run-b"]
 
 
 def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_path):
@@ -218,8 +206,10 @@ def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_
         conn.execute("CREATE TABLE half_done (id int)")
         conn.execute("SELECT 1 / 0")
 
-    with pytest.raises(psycopg.errors.DivisionByZero):
+    with pytest.raises(TemplateBuildError, match="division by zero") as info:
         ensure_template(server, s, build=broken, run=live_run("run-a"))
+    assert isinstance(info.value.__cause__, psycopg.errors.DivisionByZero)
+    assert info.value.template == s.name
     assert names(admin) == set()
 
     info = ensure_template(
@@ -229,21 +219,25 @@ def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_
 
 
 def make_pool(server, template: str, names: list[str]):
+    import itertools
+
+    from pytest_clinicdb.databases import create_database, drop_database
     from pytest_clinicdb.pool import ClonePool
 
-    def new_name() -> str:
-        names.append(f"clinicdb_f_pool_{len(names)}")
-        return names[-1]
+    counter = itertools.count()  # the cloner threads ask at once: next() is atomic
+
+    def make(admin) -> str:
+        name = f"clinicdb_f_pool_{next(counter)}"
+        names.append(name)
+        create_database(admin, name, template, server.major)
+        write_marker(admin, name, Marker("clone", owner=live_run("current").to_dict()))
+        return name
 
     return ClonePool(
         admin_dsn=server.dsn,
         dsn_for=server.dsn_for,
-        template=template,
-        major=server.major,
-        new_name=new_name,
-        mark={"owner": live_run("current").to_dict()},
-        clone_times=[],
-        drop_times=[],
+        make=make,
+        drop=lambda admin, name: drop_database(admin, name),
     )
 
 
@@ -259,7 +253,7 @@ def test_pool_hands_out_clones_made_ahead_and_drops_them_all(admin, server, tmp_
     for name in taken:
         with psycopg.connect(server.dsn_for(name)) as conn:
             conn.execute("INSERT INTO t VALUES (1)")  # a real, writable clone of the template
-        assert read_marker(admin, name)["kind"] == "clone"
+        assert read_marker(admin, name).kind == "clone"
     pool.give_back(taken[0])
     pool.give_back(taken[1])
     assert pool.close() == []

@@ -19,7 +19,7 @@ def settings(tmp_path, cli=None, ini=None, env=None):
 
 def test_defaults_are_relative_to_rootdir(tmp_path):
     s = settings(tmp_path)
-    assert s.migrations == (tmp_path / "database" / "migrations").resolve()
+    assert s.migrations == ((tmp_path / "database" / "migrations").resolve(),)
     assert s.seeds == (tmp_path / "database" / "seeds").resolve()
     assert s.backend == "embedded"
     assert s.source_of("migrations") == "default"
@@ -34,7 +34,7 @@ def test_cli_beats_env_beats_ini(tmp_path):
     )
     assert s.pg_version == 16
     assert s.source_of("pg_version") == "--clinicdb-pg-version"
-    assert s.migrations == (tmp_path / "cwd" / "envmig").resolve()
+    assert s.migrations == ((tmp_path / "cwd" / "envmig").resolve(),)
     assert s.source_of("migrations") == "CLINICDB_MIGRATIONS"
     assert s.seeds == (tmp_path / "iniseeds").resolve()
 
@@ -72,7 +72,46 @@ def test_passwords_are_masked():
 
 def test_paths_are_shown_relative_to_rootdir(tmp_path):
     s = settings(tmp_path)
-    assert s.display_path(s.migrations) == str(Path("database", "migrations"))
+    assert s.display_path(s.migrations[0]) == str(Path("database", "migrations"))
+
+
+def test_several_migration_folders_from_each_source(tmp_path):
+    import os
+
+    cli = settings(tmp_path, cli={"migrations": ["a", "b"]})
+    assert cli.migrations == (
+        (tmp_path / "cwd" / "a").resolve(),
+        (tmp_path / "cwd" / "b").resolve(),
+    )
+    ini = settings(tmp_path, ini={"migrations": ["db/one", "db/two"]})
+    assert ini.migrations == (
+        (tmp_path / "db" / "one").resolve(),
+        (tmp_path / "db" / "two").resolve(),
+    )
+    env = settings(tmp_path, env={"CLINICDB_MIGRATIONS": os.pathsep.join(["x", "y", "x"])})
+    assert env.migrations == (
+        (tmp_path / "cwd" / "x").resolve(),
+        (tmp_path / "cwd" / "y").resolve(),
+    )
+
+
+def test_seed_files_none_and_relative_globs(tmp_path):
+    s = settings(tmp_path, ini={"system_seed": "seeds/*.sql", "dev_seed_file": "none"})
+    assert s.system_seed == str(tmp_path / "seeds" / "*.sql")
+    assert s.dev_seed_file == ""
+    assert settings(tmp_path).system_seed is None
+
+
+def test_a_registered_backend_is_a_valid_choice(tmp_path):
+    from pytest_clinicdb.server import _REGISTERED, register_backend
+
+    with pytest.raises(ConfigError, match="unknown value 'fake'"):
+        settings(tmp_path, cli={"backend": "fake"})
+    register_backend("fake", object)
+    try:
+        assert settings(tmp_path, cli={"backend": "fake"}).backend == "fake"
+    finally:
+        del _REGISTERED["fake"]
 
 
 def test_on_off_options_default_and_override(tmp_path):

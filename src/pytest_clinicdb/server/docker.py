@@ -1,35 +1,58 @@
-"""The docker backend: a PostgreSQL container started with testcontainers (no pytest import).
+"""The docker backend: a PostgreSQL container per run (no pytest import).
 
-One container per run, started by the first process that needs it under a file
-lock (xdist workers attach to it through ``<run dir>/docker.json``) and removed
-by the run's owner at the end.  testcontainers' reaper is turned off for it:
-the reaper is tied to the process that started the container, which may be an
-xdist worker that finishes before the others.  A killed run's container is
-removed by the next run (see ``engine.reap_dead_runs``).
+The lifecycle — one container per run, started by the first process that
+needs it under a file lock, attached to by the others through the state the
+run recorded, removed by the run's owner at the end, reaped by the next run
+if this one was killed — lives in :class:`DockerBackend`.  Talking to a
+container engine lives behind :class:`ContainerRuntime`; the default one uses
+testcontainers.  testcontainers' own reaper is turned off: it is tied to the
+process that started the container, which may be an xdist worker that
+finishes before the others.
+
+A subclass with another ``runtime`` is a new backend (``register_backend``):
+the plugin's tests drive this lifecycle with a runtime that starts a local
+server instead of a container, since no Docker daemon runs there.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import time
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-import psycopg
-from filelock import FileLock
-
-from ..errors import ConfigError, ServerStartError
+from ..errors import ConfigError, ServerDiedError, ServerStartError
+from ..runs import ServerRecord
 from . import ServerInfo
+from .embedded import SPEED_SETTINGS
 
-STATE = "docker.json"
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..project import Project
+    from ..runs import Run, RunRef
+
 DEFAULT_MAJOR = 17
 
 
 def image_for(image: str | None, pg_version: int | None) -> str:
     """``--clinicdb-image`` if given, else the official image of the requested major."""
     return image or f"postgres:{pg_version or DEFAULT_MAJOR}"
+
+
+@dataclass(frozen=True)
+class Container:
+    id: str
+    host: str
+    port: int
+
+
+class ContainerRuntime(Protocol):
+    """Starts and removes PostgreSQL containers (the official image's conventions)."""
+
+    def run(self, image: str, *, password: str, settings: dict[str, str]) -> Container: ...
+
+    def remove(self, container_id: str) -> None: ...
 
 
 def _docker_client() -> Any:
@@ -55,35 +78,18 @@ def _docker_client() -> Any:
     return client
 
 
-class DockerServer:
-    backend = "docker"
+class TestcontainersRuntime:
+    """The default runtime: testcontainers' ``DockerContainer`` with its reaper off."""
 
-    def __init__(self, run_dir: Path, image: str, settings: dict[str, str]) -> None:
-        self.run_dir = run_dir
-        self.image = image
-        self.settings = settings
-        self.state = run_dir / STATE
-
-    def ensure_running(self, timeout: float = 120.0) -> ServerInfo:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.run_dir / "docker.lock")):
-            if self.state.exists():
-                info = self._info(json.loads(self.state.read_text()))
-                with contextlib.suppress(psycopg.Error):
-                    psycopg.connect(info.dsn, connect_timeout=5).close()
-                    return info
-            return self._start(timeout)
-
-    def _start(self, timeout: float) -> ServerInfo:
+    def run(self, image: str, *, password: str, settings: dict[str, str]) -> Container:
         _docker_client()
         from testcontainers.core.config import testcontainers_config
         from testcontainers.core.container import DockerContainer
 
         testcontainers_config.ryuk_disabled = True
-        password = secrets.token_urlsafe(18)
-        command = " ".join(f"-c {k}={v}" for k, v in self.settings.items())
+        command = " ".join(f"-c {k}={v}" for k, v in settings.items())
         container = (
-            DockerContainer(self.image)
+            DockerContainer(image)
             .with_env("POSTGRES_PASSWORD", password)
             .with_exposed_ports(5432)
             .with_command(f"postgres {command}")
@@ -91,53 +97,116 @@ class DockerServer:
         try:
             container.start()
         except Exception as exc:
-            message = f"the docker backend could not start {self.image}: {exc}"
-            raise ServerStartError(message) from None
-        state = {
-            "id": container.get_wrapped_container().id,
-            "host": container.get_container_host_ip(),
-            "port": int(container.get_exposed_port(5432)),
+            raise ServerStartError(f"the docker backend could not start {image}: {exc}") from None
+        return Container(
+            container.get_wrapped_container().id,
+            container.get_container_host_ip(),
+            int(container.get_exposed_port(5432)),
+        )
+
+    def remove(self, container_id: str) -> None:
+        with contextlib.suppress(Exception):
+            _docker_client().containers.get(container_id).remove(force=True)
+
+
+class DockerBackend:
+    name: ClassVar[str] = "docker"
+    runtime: ClassVar[ContainerRuntime] = TestcontainersRuntime()
+    start_timeout: ClassVar[float] = 120.0
+
+    def __init__(self, settings: Settings, project: Project | None = None) -> None:
+        self.image = image_for(settings.image, settings.pg_version)
+        self.timings: dict[str, float] = {}
+        self.how = "container"
+
+    def describe(self) -> str:
+        return f"backend {self.name}, image {self.image}"
+
+    def start(self, run: Run) -> ServerInfo:
+        from filelock import FileLock
+
+        with FileLock(str(run.dir / f"{self.name}.lock")):
+            for record in run.servers():
+                if record.backend == self.name:
+                    info = self._info(record.state)
+                    if self.died(info) is None:
+                        self.how = "attached to the run's container"
+                        return info
+                    raise ServerDiedError(
+                        f"the run's {self.name} container {record.state['id'][:12]} stopped "
+                        "answering",
+                        hint="check the container engine; the next run starts a new container",
+                    )
+            return self._start(run)
+
+    def _start(self, run: Run) -> ServerInfo:
+        import psycopg
+
+        t0 = time.perf_counter()
+        password = secrets.token_urlsafe(18)
+        container = self.runtime.run(self.image, password=password, settings=SPEED_SETTINGS)
+        state: dict[str, Any] = {
+            "id": container.id,
+            "host": container.host,
+            "port": container.port,
             "password": password,
             "image": self.image,
         }
-        self.state.write_text(json.dumps(state))
+        # Recorded before waiting for it: a run killed now still gets its container removed.
+        run.record_server(ServerRecord(self.name, state, container.id))
         info = self._info(state)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 with psycopg.connect(info.dsn, connect_timeout=2) as conn:
-                    version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-                state["version"] = version.split()[0]
-                self.state.write_text(json.dumps(state))
-                return self._info(state)
+                    row = conn.execute("SHOW server_version").fetchone()
+                state["version"] = str(row[0] if row else "0").split()[0]
+                break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self.runtime.remove(container.id)
                     raise ServerStartError(
                         f"the {self.image} container did not accept connections within "
-                        f"{timeout:.0f} s"
+                        f"{self.start_timeout:.0f} s"
                     ) from None
-                time.sleep(0.2)
+                time.sleep(0.1)
+        run.record_server(ServerRecord(self.name, state, container.id))
+        self.timings["start"] = time.perf_counter() - t0
+        self.how = "new container"
+        return self._info(state)
 
     def _info(self, state: dict[str, Any]) -> ServerInfo:
         version = str(state.get("version", "0"))
         return ServerInfo(
-            backend=self.backend,
+            backend=self.name,
             host=str(state["host"]),
             port=int(state["port"]),
             user="postgres",
             password=str(state["password"]),
             version=version,
             major=int(version.split(".")[0]),
-            binaries=f"PostgreSQL {version} in docker image {state.get('image', self.image)}",
+            binaries=f"PostgreSQL {version} in {self.name} image {state.get('image', self.image)}",
+            hermetic=True,
         )
 
-    def stop(self) -> None:
-        """Remove the run's container, if any."""
+    @classmethod
+    def died(cls, info: ServerInfo) -> ServerDiedError | None:
+        import psycopg
+
         try:
-            container_id = json.loads(self.state.read_text())["id"]
-        except (OSError, ValueError, KeyError):
-            return
-        with contextlib.suppress(Exception):
-            _docker_client().containers.get(container_id).remove(force=True)
-        self.state.unlink(missing_ok=True)
+            psycopg.connect(info.dsn, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return ServerDiedError(
+                f"lost the {info.backend} container during the session: {str(exc).strip()}",
+                hint="check the container engine; the next run starts a new container",
+            )
+        return None
+
+    @classmethod
+    def release(cls, state: dict[str, Any], run: RunRef, *, keep: bool) -> None:
+        if not keep:
+            cls.runtime.remove(str(state["id"]))
+
+    @classmethod
+    def reap(cls, state: dict[str, Any], run_id: str) -> None:
+        cls.runtime.remove(str(state["id"]))

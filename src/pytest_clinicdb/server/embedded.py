@@ -1,47 +1,64 @@
-"""The embedded backend: a private PostgreSQL cluster started from local binaries.
+"""The embedded backend: private PostgreSQL clusters started from local binaries.
 
-A cluster lives in one directory of the plugin's cache::
+Which cluster a run uses is decided in one place, :meth:`EmbeddedBackend.cluster_root`:
 
-    <cluster>/data         PGDATA (owned by the server account, 0700)
-    <cluster>/sock         unix socket directory (server account, 0700)
-    <cluster>/server.log   everything the server printed
-    <cluster>/state.json   port, password, postmaster pid, version (0600)
-    <cluster>/users/       one file per live test run using the server (a refcount)
-    <cluster>/initdb.done  written once initdb completed (else the data dir is redone)
+- reuse on (the default): ``<cache>/cluster-<project>-pg<N>-<build>-<chain>``,
+  one kept cluster per *project* and *migration chain* (the bytes of the
+  bootstrap files and migrations).  Roles, role settings and tablespaces are
+  cluster-wide in PostgreSQL, so a migration's ``CREATE ROLE`` stays inside its
+  own project's cluster, and a changed chain is built in a cluster that never
+  saw the old one — a plain ``CREATE ROLE`` builds again, and another project
+  never runs with this project's ``ALTER ROLE … SET``.
+- reuse off: ``<cache>/run-<id>/cluster``, deleted at the end of the run.
 
-Start and stop happen under a file lock beside the directory, so any process of
-a run (xdist workers included) may be the one that starts it and the others
-attach to it.  The server is started in its own session so Ctrl-C in the
-terminal does not kill it under running tests; the owning process stops it.
+A new cluster is not made by initdb: it is a copy of a *pristine* data directory
+that initdb made once per PostgreSQL build and server account
+(``<cache>/pristine-pg<N>-<build>``), which costs a fraction of initdb.
+The :class:`Launcher` is the only part that runs PostgreSQL programs; stopping
+and reaping work on the :class:`~.cluster.ClusterDir` alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
-from filelock import FileLock
-
-from ..binaries import Account, PgBinaries, reachable_by, run_as_kwargs
-from ..errors import ConfigError, ServerStartError
-from ..runs import RunRef, pid_alive
+from ..binaries import (
+    Account,
+    PgBinaries,
+    find_binaries,
+    make_reachable,
+    reachable_by,
+    run_as_kwargs,
+    server_account,
+)
+from ..errors import ConfigError, ServerDiedError, ServerStartError
+from ..runs import ServerRecord
 from . import ServerInfo
+from .cluster import CLUSTER_DIR_PREFIX, ClusterDir, log_tail, stop_idle_clusters
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..project import Project
+    from ..runs import Run, RunRef
 
 SUPERUSER = "postgres"
 #: A new cluster takes 70-80 MB with a few templates; refuse to start one with less room.
 MIN_FREE_BYTES = 128 << 20
 #: A kept cluster's log is rotated when it starts and has grown beyond this.
 LOG_ROTATE_BYTES = 4 << 20
+START_TIMEOUT = 60.0
+PRISTINE_PREFIX = "pristine-"
 
 #: Settings that make a throwaway test cluster fast; durability is not needed.
 SPEED_SETTINGS: dict[str, str] = {
@@ -53,222 +70,54 @@ SPEED_SETTINGS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class ClusterPaths:
-    root: Path
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def sock(self) -> Path:
-        return self.root / "sock"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.json"
-
-    @property
-    def users(self) -> Path:
-        return self.root / "users"
-
-    @property
-    def initdb_done(self) -> Path:
-        return self.root / "initdb.done"
-
-    @property
-    def lock(self) -> Path:
-        return self.root.with_name(self.root.name + ".lock")
-
-
-def log_tail(path: Path | None, lines: int = 25, *, since: int = 0) -> str:
-    """The last ``lines`` lines of the log, of what was written after byte ``since``."""
-    if path is None:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(since)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
-    """Whether ``pid`` is a postgres process serving ``data_dir`` (never signal anything else)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        return pid_alive(pid)  # no /proc: trust the pid file
-    return str(data_dir).encode() in args
+def _clean_env() -> dict[str, str]:
+    """The server's environment: no PG* variables of the caller, a C locale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["LC_ALL"] = "C"
+    env.pop("LANG", None)
+    return env
 
 
-def postmaster_pid(paths: ClusterPaths) -> int | None:
-    try:
-        first = (paths.data / "postmaster.pid").read_text().splitlines()[0]
-        return int(first)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(json.loads(paths.state.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _append(path: Path, line: str) -> None:
+    with contextlib.suppress(OSError), open(path, "a") as f:
+        f.write(line + "\n")
 
 
-class EmbeddedCluster:
-    """One private cluster in ``root``; see the module docstring for the layout."""
+def _write_private(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
 
-    backend = "embedded"
 
-    def __init__(
-        self,
-        root: Path,
-        binaries: PgBinaries,
-        account: Account | None,
-        *,
-        extra_settings: dict[str, str] | None = None,
-        start_timeout: float = 60.0,
-    ) -> None:
-        self.paths = ClusterPaths(root)
+class Launcher:
+    """Runs ``initdb`` and ``postgres`` of one build, as the server account when we are root."""
+
+    def __init__(self, binaries: PgBinaries, account: Account | None) -> None:
         self.binaries = binaries
         self.account = account
-        self.settings = {**SPEED_SETTINGS, **(extra_settings or {})}
-        self.start_timeout = start_timeout
-        #: How the server came up in this process: initdb/start seconds, or "attached".
-        self.timings: dict[str, float] = {}
-        self.how = ""
 
-    # ----------------------------------------------------------------- start
-
-    def ensure_running(self, user: RunRef | None = None) -> ServerInfo:
-        """Start the cluster unless it already runs; register ``user``; return how to reach it.
-
-        Attaching, starting and registering happen under the cluster's lock, so a
-        run that is releasing the server (:meth:`release`) never stops it under a
-        run that is just arriving.
-        """
-        self.paths.root.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.paths.lock)):
-            info = self._attach()
-            if info is None:
-                info = self._start()
-            else:
-                self.how = "attached to the running server"
-            if user is not None:
-                self._register(user)
-            return info
-
-    # ----------------------------------------------------------------- users
-
-    def _register(self, user: RunRef) -> None:
-        self.paths.users.mkdir(exist_ok=True)
-        path = self.paths.users / f"{user.id}.json"
-        if not path.exists():
-            path.write_text(json.dumps(user.to_dict()))
-
-    def live_users(self) -> list[RunRef]:
-        """Runs registered on this cluster whose process is alive (dead ones are removed)."""
-        found = []
-        for path in sorted(self.paths.users.glob("*.json")) if self.paths.users.is_dir() else []:
-            try:
-                ref = RunRef.from_dict(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                ref = None
-            if ref is not None and ref.alive():
-                found.append(ref)
-            else:
-                path.unlink(missing_ok=True)
-        return found
-
-    def release(self, run_id: str, *, stop: bool = True) -> bool:
-        """Unregister ``run_id``; stop the server if no live run uses it.  True if stopped."""
-        if not self.paths.root.is_dir():
-            return False
-        with FileLock(str(self.paths.lock)):
-            (self.paths.users / f"{run_id}.json").unlink(missing_ok=True)
-            if self.live_users() or not stop:
-                return False
-            return self.stop()
-
-    def running(self) -> bool:
-        pid = postmaster_pid(self.paths)
-        return pid is not None and pid_alive(pid) and _is_postmaster_of(pid, self.paths.data)
-
-    def _attach(self) -> ServerInfo | None:
-        try:
-            state = json.loads(self.paths.state.read_text())
-        except (OSError, ValueError):
-            return None
-        pid = postmaster_pid(self.paths)
-        if pid is None or not pid_alive(pid):
-            return None
-        info = self._info(state)
-        try:
-            with psycopg.connect(info.dsn, connect_timeout=5):
-                return info
-        except psycopg.Error:
-            return None
-
-    def _info(self, state: dict[str, object]) -> ServerInfo:
-        return ServerInfo(
-            backend=self.backend,
-            host=str(self.paths.sock),
-            port=int(str(state["port"])),
-            user=SUPERUSER,
-            password=None,  # the unix socket uses peer-less trust; TCP needs the password
-            version=str(state["version"]),
-            major=int(str(state["major"])),
-            data_dir=self.paths.data,
-            log_path=self.paths.log,
-            binaries=self.binaries.describe(),
-            tcp_port=int(str(state["port"])),
-        )
-
-    def tcp_password(self) -> str | None:
-        try:
-            return str(json.loads(self.paths.state.read_text())["password"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def _prepare_dirs(self) -> None:
-        root = self.paths.root
-        if self.account is not None and not reachable_by(root.parent, self.account):
-            raise ConfigError(
-                f"cache directory {root.parent} is not reachable by account {self.account.name}, "
-                "which runs the server because pytest runs as root",
-                hint="choose a directory every account can traverse with --clinicdb-cache-dir "
-                "(e.g. under /tmp or /dev/shm)",
-            )
-        root.mkdir(parents=True, exist_ok=True)
-        os.chmod(root, 0o755)
-        for d in (self.paths.data, self.paths.sock):
-            d.mkdir(exist_ok=True)
-            os.chmod(d, 0o700)
-            if self.account is not None:
-                os.chown(d, self.account.uid, self.account.gid)
-
-    def _initdb(self, password: str) -> None:
-        pwfile = self.paths.root / "pwfile"
-        pwfile.write_text(password + "\n")
-        os.chmod(pwfile, 0o600)
+    def _own(self, path: Path, mode: int) -> None:
+        os.chmod(path, mode)
         if self.account is not None:
-            os.chown(pwfile, self.account.uid, self.account.gid)
+            os.chown(path, self.account.uid, self.account.gid)
+
+    def initdb(self, data: Path, log: Path, password: str) -> None:
+        data.mkdir(parents=True, exist_ok=True)
+        self._own(data, 0o700)
+        pwfile = data.parent / "pwfile"
+        pwfile.write_text(password + "\n")
+        self._own(pwfile, 0o600)
         cmd = [
             str(self.binaries.tool("initdb")),
             "-D",
-            str(self.paths.data),
+            str(data),
             "-U",
             SUPERUSER,
             "--auth-local=trust",
@@ -280,10 +129,10 @@ class EmbeddedCluster:
             "--no-sync",
         ]
         try:
-            with open(self.paths.log, "ab") as log:
+            with open(log, "ab") as out:
                 proc = subprocess.run(
                     cmd,
-                    stdout=log,
+                    stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd="/",
                     check=False,
@@ -292,186 +141,389 @@ class EmbeddedCluster:
                     **run_as_kwargs(self.account),
                 )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ServerStartError(
-                f"initdb could not run: {exc}", log_tail=log_tail(self.paths.log)
-            ) from exc
+            raise ServerStartError(f"initdb could not run: {exc}", log_tail=log_tail(log)) from exc
         finally:
             pwfile.unlink(missing_ok=True)
         if proc.returncode != 0:
             raise ServerStartError(
                 f"initdb failed with exit code {proc.returncode} ({self.binaries.describe()})",
-                log_tail=log_tail(self.paths.log),
+                log_tail=log_tail(log),
             )
 
-    def _start(self) -> ServerInfo:
-        fresh = not self.paths.initdb_done.exists() or self.tcp_password() is None
-        if not fresh:
-            try:
-                return self._start_existing()
-            except ServerStartError as exc:
-                # A kept cluster that no longer starts (a crash mid-write, a full disk):
-                # it only ever holds rebuildable templates, so start over from initdb.
-                _append(self.paths.log, f"pytest-clinicdb: restarting from initdb: {exc.message}")
-        free = shutil.disk_usage(self.paths.root.parent).free
-        if free < MIN_FREE_BYTES:
-            raise ConfigError(
-                f"cache directory {self.paths.root.parent} has {free >> 20} MiB free; a new "
-                f"cluster needs about {MIN_FREE_BYTES >> 20} MiB",
-                hint="free some space there, or choose another directory with "
-                "--clinicdb-cache-dir (env CLINICDB_CACHE_DIR)",
-            )
-        try:
-            self._wipe_data()
-            self._prepare_dirs()
-            password = secrets.token_urlsafe(18)
-            t0 = time.perf_counter()
-            self._initdb(password)
-            self.timings["initdb"] = time.perf_counter() - t0
-            self.paths.initdb_done.write_text("ok\n")
-            info = self._launch_on_free_port(password)
-            self.how = "new cluster (initdb)"
-            return info
-        except BaseException:
-            self._wipe_data()
-            raise
+    def prepare(self, cluster: ClusterDir) -> None:
+        """The cluster's socket directory, owned by the server account."""
+        cluster.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(cluster.root, 0o755)
+        cluster.sock.mkdir(exist_ok=True)
+        self._own(cluster.sock, 0o700)
+        if not cluster.log.exists():
+            cluster.log.touch()
+        self._own(cluster.log, 0o600)
 
-    def _start_existing(self) -> ServerInfo:
-        with contextlib.suppress(OSError):
-            (self.paths.data / "postmaster.pid").unlink()  # stale: its process is gone
-        with contextlib.suppress(OSError):
-            if self.paths.log.stat().st_size > LOG_ROTATE_BYTES:
-                self.paths.log.replace(self.paths.log.with_suffix(".log.1"))
-        info = self._launch_on_free_port(self.tcp_password() or "")
-        self.how = "started the kept cluster"
-        return info
+    def launch(
+        self, cluster: ClusterDir, port: int, settings: dict[str, str], timeout: float
+    ) -> tuple[int, str, int]:
+        """Start the server on ``port``; return (pid, version, major) once it answers."""
+        import psycopg
 
-    def _wipe_data(self) -> None:
-        self.paths.initdb_done.unlink(missing_ok=True)
-        self.paths.state.unlink(missing_ok=True)
-        shutil.rmtree(self.paths.data, ignore_errors=True)
-        shutil.rmtree(self.paths.users, ignore_errors=True)
-
-    def _launch_on_free_port(self, password: str) -> ServerInfo:
-        t0 = time.perf_counter()
-        last_error: ServerStartError | None = None
-        for _attempt in range(3):
-            port = _free_port()
-            try:
-                info = self._launch(port, password)
-            except ServerStartError as exc:
-                last_error = exc
-                if "could not bind" in exc.log_tail or "in use" in exc.log_tail:
-                    continue
-                raise
-            self.timings["start"] = time.perf_counter() - t0
-            return info
-        assert last_error is not None
-        raise last_error
-
-    def _launch(self, port: int, password: str) -> ServerInfo:
         cmd = [
             str(self.binaries.tool("postgres")),
             "-D",
-            str(self.paths.data),
+            str(cluster.data),
             "-p",
             str(port),
             "-k",
-            str(self.paths.sock),
+            str(cluster.sock),
             "-c",
             "listen_addresses=127.0.0.1",
         ]
-        for key, value in self.settings.items():
+        for key, value in settings.items():
             cmd += ["-c", f"{key}={value}"]
-        mark = self.paths.log.stat().st_size if self.paths.log.exists() else 0
-        with open(self.paths.log, "ab") as log:
+        mark = cluster.log.stat().st_size if cluster.log.exists() else 0
+        with open(cluster.log, "ab") as log:
             proc = subprocess.Popen(
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd="/",
+                # Its own session: Ctrl-C in the terminal does not kill it under running tests.
                 start_new_session=True,
                 env=_clean_env(),
                 **run_as_kwargs(self.account),
             )
         dsn = psycopg.conninfo.make_conninfo(
-            "", host=str(self.paths.sock), port=port, user=SUPERUSER, dbname="postgres"
+            "", host=str(cluster.sock), port=port, user=SUPERUSER, dbname="postgres"
         )
-        deadline = time.monotonic() + self.start_timeout
-        version = ""
+        deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
                 raise ServerStartError(
                     f"PostgreSQL exited with code {proc.returncode} while starting "
                     f"({self.binaries.describe()})",
-                    log_tail=log_tail(self.paths.log, since=mark),
+                    log_tail=log_tail(cluster.log, since=mark),
                 )
             try:
                 with psycopg.connect(dsn, connect_timeout=2) as conn:
-                    version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+                    row = conn.execute("SHOW server_version").fetchone()
+                    version = str(row[0]) if row else ""
                     major = conn.info.server_version // 10000
-                break
+                return proc.pid, version.split()[0], major
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    _kill(proc.pid)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, 3)  # SIGQUIT: immediate shutdown
                     raise ServerStartError(
-                        f"PostgreSQL did not accept connections within {self.start_timeout:.0f} s",
-                        log_tail=log_tail(self.paths.log, since=mark),
+                        f"PostgreSQL did not accept connections within {timeout:.0f} s",
+                        log_tail=log_tail(cluster.log, since=mark),
                     ) from None
                 time.sleep(0.01)
+
+
+def launch_cluster(cluster: ClusterDir, launcher: Launcher, password: str) -> dict[str, Any]:
+    """Start ``cluster`` on a free port (retried if another process took it); its new state."""
+    with contextlib.suppress(OSError):
+        (cluster.data / "postmaster.pid").unlink()  # stale: its process is gone
+    with contextlib.suppress(OSError):
+        if cluster.log.stat().st_size > LOG_ROTATE_BYTES:
+            cluster.log.replace(cluster.log.with_suffix(".log.1"))
+    launcher.prepare(cluster)
+    last: ServerStartError | None = None
+    for _attempt in range(3):
+        port = _free_port()
+        try:
+            pid, version, major = launcher.launch(cluster, port, SPEED_SETTINGS, START_TIMEOUT)
+        except ServerStartError as exc:
+            last = exc
+            if "could not bind" in exc.log_tail or "in use" in exc.log_tail:
+                continue
+            raise
         state = {
-            "pid": proc.pid,
+            "pid": pid,
             "port": port,
             "password": password,
-            "version": version.split()[0],
+            "version": version,
             "major": major,
-            "bindir": str(self.binaries.bindir),
+            "bindir": str(launcher.binaries.bindir),
         }
-        tmp = self.paths.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.paths.state)
-        return self._info(state)
-
-    # ------------------------------------------------------------------ stop
-
-    def stop(self, timeout: float = 20.0) -> bool:
-        """Stop the server if it runs (fast shutdown, then harder). True if one was stopped."""
-        pid = postmaster_pid(self.paths)
-        if pid is None or not pid_alive(pid) or not _is_postmaster_of(pid, self.paths.data):
-            return False
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if not pid_alive(pid):
-                    return True
-                time.sleep(0.02)
-        return not pid_alive(pid)
-
-    def destroy(self) -> None:
-        """Stop the server and delete the whole cluster directory."""
-        with FileLock(str(self.paths.lock)):
-            self.stop()
-            shutil.rmtree(self.paths.root, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self.paths.lock.unlink()
+        _write_private(cluster.state_file, state)
+        return state
+    assert last is not None
+    raise last
 
 
-def _append(path: Path, line: str) -> None:
-    with contextlib.suppress(OSError), open(path, "a") as f:
-        f.write(line + "\n")
+def start_standalone(root: Path, binaries: PgBinaries, account: Account | None) -> ServerInfo:
+    """A cluster outside the plugin's cache layout (a CI service, a test's own server).
+
+    initdb on first use, started unless it runs; stop it with ``ClusterDir(root).destroy()``.
+    """
+    cluster = ClusterDir(root)
+    launcher = Launcher(binaries, account)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with cluster.file_lock():
+        state = cluster.state()
+        if state is not None and cluster.running():
+            return info_of(cluster, state, binaries.describe(), False)
+        launcher.prepare(cluster)
+        if cluster.initdb_done.exists() and state and state.get("password"):
+            password = str(state["password"])
+        else:
+            shutil.rmtree(cluster.data, ignore_errors=True)
+            password = secrets.token_urlsafe(18)
+            launcher.initdb(cluster.data, cluster.log, password)
+            cluster.initdb_done.write_text("ok\n")
+        return info_of(
+            cluster, launch_cluster(cluster, launcher, password), binaries.describe(), False
+        )
 
 
-def _kill(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGQUIT)
+def info_of(
+    cluster: ClusterDir, state: dict[str, Any], binaries: str, hermetic: bool
+) -> ServerInfo:
+    return ServerInfo(
+        backend="embedded",
+        host=str(cluster.sock),
+        port=int(state["port"]),
+        user=SUPERUSER,
+        password=None,  # the unix socket trusts the local account; TCP needs the password
+        version=str(state["version"]),
+        major=int(state["major"]),
+        data_dir=cluster.data,
+        log_path=cluster.log,
+        binaries=binaries,
+        tcp_port=int(state["port"]),
+        hermetic=hermetic,
+    )
 
 
-def _clean_env() -> dict[str, str]:
-    """The server's environment: no PG* variables of the caller, a C locale."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_ALL"] = "C"
-    env.pop("LANG", None)
-    return env
+class EmbeddedBackend:
+    """Local binaries: a kept cluster per project and migration chain (see the module docstring)."""
+
+    name: ClassVar[str] = "embedded"
+
+    def __init__(self, settings: Settings, project: Project) -> None:
+        self.settings = settings
+        self.project = project
+        #: How the server came up in this process: initdb/copy/start seconds.
+        self.timings: dict[str, float] = {}
+        self.how = ""
+        #: Kept clusters of this project's earlier migration chains removed by the cap.
+        self.pruned: list[Path] = []
+
+    # ------------------------------------------------------------ inputs
+
+    @cached_property
+    def found(self) -> PgBinaries:
+        """The binaries discovery chose (before any relocation)."""
+        s = self.settings
+        return find_binaries(s.pg_bin, s.source_of("pg_bin"), s.pg_version)
+
+    @cached_property
+    def account(self) -> Account | None:
+        return server_account(self.settings.run_as)
+
+    @cached_property
+    def binaries(self) -> PgBinaries:
+        """The binaries as the server account can run them (copied into the cache if needed)."""
+        return make_reachable(self.found, self.account, self.settings.cache_dir)
+
+    def build_id(self) -> str:
+        """The PostgreSQL build and server account: a cluster never changes hands."""
+        found = self.found
+        ident = f"{os.path.realpath(found.bindir)}\0{found.version}\0"
+        ident += self.account.name if self.account else str(os.geteuid())
+        return f"pg{found.major}-" + hashlib.sha256(ident.encode()).hexdigest()[:8]
+
+    def describe(self) -> str:
+        who = f", server runs as {self.account.name}" if self.account else ""
+        return f"backend embedded, {self.found.describe()}{who}"
+
+    # ------------------------------------------------------------ where
+
+    def cluster_root(self, run: Run | None) -> Path:
+        """The one place that decides which cluster holds this project's templates."""
+        if not self.settings.reuse:
+            if run is None:
+                raise ValueError("a run directory is needed without reuse")
+            return run.dir / "cluster"
+        name = f"{CLUSTER_DIR_PREFIX}{self.project.id}-{self.build_id()}-{self.project.chain_key}"
+        return self.settings.cache_dir / name
+
+    def pristine_root(self) -> Path:
+        return self.settings.cache_dir / f"{PRISTINE_PREFIX}{self.build_id()}"
+
+    # ------------------------------------------------------------ start
+
+    def start(self, run: Run) -> ServerInfo:
+        cluster = ClusterDir(self.cluster_root(run))
+        from ..gc import prune_project_clusters
+
+        stop_idle_clusters(self.settings.cache_dir, skip=cluster.root)
+        if self.settings.reuse:
+            self.pruned = prune_project_clusters(
+                self.settings.cache_dir,
+                self.project.id,
+                keep=self.settings.keep_templates,
+                skip=cluster.root,
+            )
+        binaries = self.binaries
+        launcher = Launcher(binaries, self.account)
+        # Recorded before anything starts: a run killed in the middle is still reaped.
+        run.record_server(
+            ServerRecord(
+                self.name, {"cluster": str(cluster.root), "per_run": not self.settings.reuse}
+            )
+        )
+        cluster.root.parent.mkdir(parents=True, exist_ok=True)
+        with cluster.file_lock():
+            info = self._attach(cluster)
+            if info is None:
+                info = self._start(cluster, launcher)
+            else:
+                self.how = "attached to the running server"
+            cluster.register(run.ref)
+        cluster.write_meta(
+            project=self.project.id,
+            project_paths=[str(p) for p in self.project.identity_paths],
+            chain=self.project.chain_key,
+            build=self.build_id(),
+            last_used=time.time(),
+        )
+        return info
+
+    def _attach(self, cluster: ClusterDir) -> ServerInfo | None:
+        import psycopg
+
+        state = cluster.state()
+        if state is None or not cluster.running():
+            return None
+        info = info_of(cluster, state, self.binaries.describe(), self.settings.reuse)
+        try:
+            with psycopg.connect(info.dsn, connect_timeout=5):
+                return info
+        except psycopg.Error:
+            return None
+
+    def _start(self, cluster: ClusterDir, launcher: Launcher) -> ServerInfo:
+        state = cluster.state()
+        if cluster.initdb_done.exists() and state and state.get("password"):
+            try:
+                return self._launch(
+                    cluster, launcher, str(state["password"]), "started the kept cluster"
+                )
+            except ServerStartError as exc:
+                # A kept cluster that no longer starts (a crash mid-write, a full disk):
+                # it only ever holds rebuildable templates, so start over.
+                _append(cluster.log, f"pytest-clinicdb: making the cluster again: {exc.message}")
+        free = shutil.disk_usage(cluster.root.parent).free
+        if free < MIN_FREE_BYTES:
+            raise ConfigError(
+                f"cache directory {cluster.root.parent} has {free >> 20} MiB free; a new "
+                f"cluster needs about {MIN_FREE_BYTES >> 20} MiB",
+                hint="free some space there, or choose another directory with "
+                "--clinicdb-cache-dir (env CLINICDB_CACHE_DIR)",
+            )
+        if self.account is not None and not reachable_by(cluster.root.parent, self.account):
+            raise ConfigError(
+                f"cache directory {cluster.root.parent} is not reachable by account "
+                f"{self.account.name}, which runs the server because pytest runs as root",
+                hint="choose a directory every account can traverse with --clinicdb-cache-dir "
+                "(e.g. under /tmp or /dev/shm)",
+            )
+        try:
+            self._wipe(cluster)
+            launcher.prepare(cluster)
+            password = self._copy_pristine(cluster, launcher)
+            cluster.initdb_done.write_text("ok\n")
+            how = "new cluster (initdb)" if "initdb" in self.timings else "new cluster (copy)"
+            return self._launch(cluster, launcher, password, how)
+        except BaseException:
+            self._wipe(cluster)
+            raise
+
+    def _copy_pristine(self, cluster: ClusterDir, launcher: Launcher) -> str:
+        """Fill the cluster's data directory from the pristine copy (made by initdb once)."""
+        from filelock import FileLock
+
+        pristine = self.pristine_root()
+        done = pristine / "pristine.json"
+        pristine.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(pristine) + ".lock"):
+            if not done.exists():
+                shutil.rmtree(pristine, ignore_errors=True)
+                pristine.mkdir()
+                os.chmod(pristine, 0o755)
+                password = secrets.token_urlsafe(18)
+                t0 = time.perf_counter()
+                launcher.initdb(pristine / "data", cluster.log, password)
+                self.timings["initdb"] = time.perf_counter() - t0
+                _write_private(done, {"password": password, "bindir": str(self.binaries.bindir)})
+            password = str(json.loads(done.read_text())["password"])
+        t0 = time.perf_counter()
+        _copy_tree(pristine / "data", cluster.data)
+        self.timings["copy"] = time.perf_counter() - t0
+        return password
+
+    def _launch(
+        self, cluster: ClusterDir, launcher: Launcher, password: str, how: str
+    ) -> ServerInfo:
+        t0 = time.perf_counter()
+        state = launch_cluster(cluster, launcher, password)
+        self.timings["start"] = time.perf_counter() - t0
+        self.how = how
+        return info_of(cluster, state, self.binaries.describe(), self.settings.reuse)
+
+    @staticmethod
+    def _wipe(cluster: ClusterDir) -> None:
+        cluster.initdb_done.unlink(missing_ok=True)
+        cluster.state_file.unlink(missing_ok=True)
+        shutil.rmtree(cluster.data, ignore_errors=True)
+        shutil.rmtree(cluster.users, ignore_errors=True)
+        shutil.rmtree(cluster.templates, ignore_errors=True)
+
+    # ------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def died(cls, info: ServerInfo) -> ServerDiedError | None:
+        if info.data_dir is None:
+            return None
+        cluster = ClusterDir(info.data_dir.parent)
+        if cluster.running():
+            return None
+        return ServerDiedError(
+            f"the PostgreSQL server died during the session ({info.binaries})",
+            log_tail=log_tail(cluster.log),
+            hint="the tests that were using it failed; the next run starts a new server",
+        )
+
+    @classmethod
+    def release(cls, state: dict[str, Any], run: RunRef, *, keep: bool) -> None:
+        cluster = ClusterDir(Path(str(state["cluster"])))
+        if state.get("per_run") and not keep:
+            cluster.destroy()
+        else:
+            cluster.release(run.id, stop=not keep)
+
+    @classmethod
+    def reap(cls, state: dict[str, Any], run_id: str) -> None:
+        cluster = ClusterDir(Path(str(state["cluster"])))
+        if state.get("per_run"):
+            cluster.destroy()
+        else:
+            cluster.release(run_id, stop=True)
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    """Copy a data directory keeping owners and modes (``cp -a`` is several times faster)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    cp = shutil.which("cp")
+    if cp is not None:
+        proc = subprocess.run([cp, "-a", str(src), str(dest)], capture_output=True, check=False)
+        if proc.returncode == 0:
+            return
+        shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest, symlinks=True)
+    st = src.stat()
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.lchown(name, st.st_uid, st.st_gid)

@@ -4,18 +4,21 @@ The plugin starts and stops nothing here.  It creates only databases named
 ``clinicdb_*`` that carry its marker, and drops only those (garbage collection
 checks both).  It works with a non-superuser role that has ``CREATEDB``: the
 role owns every database it creates, which is all that cloning, marking and
-dropping need.
+dropping need.  Such a server is shared: roles and role settings created by
+migrations are seen by every database on it (see ``Project.cluster_wide_statements``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
-from ..errors import ConfigError, ServerStartError
+from ..errors import ConfigError, ServerDiedError, ServerStartError
 from . import ServerInfo, mask_dsn
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..project import Project
+    from ..runs import Run, RunRef
 
 #: Connection parameters that name the database or the credentials; the rest are kept.
 _CORE = {"host", "port", "user", "password", "dbname"}
@@ -23,6 +26,9 @@ _CORE = {"host", "port", "user", "password", "dbname"}
 
 def connect_external(dsn: str, *, pg_version: int | None = None) -> ServerInfo:
     """Check that ``dsn`` reaches a usable server and describe it."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         params: dict[str, Any] = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
@@ -73,3 +79,42 @@ def connect_external(dsn: str, *, pg_version: int | None = None) -> ServerInfo:
         superuser=bool(superuser),
         extra=extra,
     )
+
+
+class ExternalBackend:
+    """A server given by ``--clinicdb-dsn``: nothing to start, nothing to stop."""
+
+    name: ClassVar[str] = "external"
+
+    def __init__(self, settings: Settings, project: Project | None = None) -> None:
+        self.dsn = settings.dsn or ""
+        self.pg_version = settings.pg_version
+        self.timings: dict[str, float] = {}
+        self.how = "connected to the external server"
+
+    def describe(self) -> str:
+        return f"backend external, server {mask_dsn(self.dsn)}"
+
+    def start(self, run: Run) -> ServerInfo:
+        return connect_external(self.dsn, pg_version=self.pg_version)
+
+    @classmethod
+    def died(cls, info: ServerInfo) -> ServerDiedError | None:
+        import psycopg
+
+        try:
+            psycopg.connect(info.dsn, connect_timeout=3).close()
+        except psycopg.Error as exc:
+            return ServerDiedError(
+                f"lost the {info.backend} server during the session: {str(exc).strip()}",
+                hint="check the server; the next run reconnects",
+            )
+        return None
+
+    @classmethod
+    def release(cls, state: dict[str, Any], run: RunRef, *, keep: bool) -> None:
+        """Nothing was started; the run's databases were dropped by the fixtures."""
+
+    @classmethod
+    def reap(cls, state: dict[str, Any], run_id: str) -> None:
+        """Nothing was started; garbage collection drops a dead run's databases."""

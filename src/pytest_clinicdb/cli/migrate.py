@@ -1,0 +1,54 @@
+"""``clinicdb migrate [--check]``: apply pending migrations, or report pending and edited ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from . import EXIT_CHECK_FAILED, EXIT_OK, add_options, connect, settings_from, target_dsn
+
+
+def common(parser: argparse.ArgumentParser) -> None:
+    """``--dsn`` and ``--json``, shared by the commands that work on a target database."""
+    parser.add_argument("--dsn", help="connection string of the target database (env CLINICDB_DSN)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+    p = sub.add_parser("migrate", help="apply pending migrations (each in its own transaction)")
+    add_options(p, ("migrations",))
+    common(p)
+    p.add_argument("--check", action="store_true", help="only report pending and edited files")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each file as it runs")
+    return {"migrate": run}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..migrations import applied, apply_migrations, edited, pending
+    from ..project import Project
+
+    migrations = Project(settings_from(args)).migrations
+    with connect(target_dsn(args)) as conn:
+        if args.check:
+            ledger = applied(conn)
+            todo = [m.name for m in pending(migrations, ledger)]
+            changed = edited(migrations, ledger)
+            if args.json:
+                print(json.dumps({"ok": not changed, "pending": todo, "edited": changed}))
+            else:
+                print(f"pending: {', '.join(todo) or 'none'}")
+                print(f"edited:  {', '.join(changed) or 'none'}")
+            return EXIT_CHECK_FAILED if changed else EXIT_OK
+
+        def progress(m: object) -> None:
+            if args.verbose and not args.json:
+                print(f"applying {getattr(m, 'name', m)} ...", flush=True)
+
+        report = apply_migrations(conn, migrations, progress=progress)
+    if args.json:
+        print(json.dumps({"ok": True, "applied": report.applied, "skipped": report.skipped}))
+    else:
+        print(f"applied {len(report.applied)} migration(s), {len(report.skipped)} already applied")
+    return EXIT_OK

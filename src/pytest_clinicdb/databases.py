@@ -1,0 +1,224 @@
+"""The test databases of one process on one server: naming, clone, pool, drop, keep.
+
+Every name is ``clinicdb_<kind>_<run>_<worker>_<n>`` and is journaled in the
+run directory *before* ``CREATE DATABASE``, so a run killed between creating
+and marking a clone still has it collected.  Every clone is marked (its owner
+run) and gets the template's database-level settings and grants again, which
+``CREATE DATABASE … TEMPLATE`` does not copy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import TYPE_CHECKING, Any
+
+from .marker import PREFIX, Marker, write_marker
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .pool import ClonePool
+    from .runs import Run
+    from .server import ServerInfo
+    from .templates import TemplateInfo
+
+#: How long a drop waits for the backends of closed connections to leave.
+DROP_WAIT = 5.0
+
+
+def create_database(
+    admin: psycopg.Connection[Any], name: str, template: str | None, major: int
+) -> None:
+    """``CREATE DATABASE name [TEMPLATE t]`` (FILE_COPY where available: fastest with fsync off)."""
+    from psycopg import sql
+
+    if template is None:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return
+    strategy = sql.SQL(" STRATEGY FILE_COPY") if major >= 15 else sql.SQL("")
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+            sql.Identifier(name), sql.Identifier(template), strategy
+        )
+    )
+
+
+def apply_carry(admin: psycopg.Connection[Any], name: str, carry: dict[str, Any]) -> None:
+    """Give ``name`` the database-level settings and grants recorded in a template's marker."""
+    from .templates import carry_statements
+
+    for statement in carry_statements(name, carry):
+        admin.execute(statement)
+
+
+def drop_database(
+    admin: psycopg.Connection[Any],
+    name: str,
+    *,
+    only_if_not_template: bool = False,
+    wait: float = DROP_WAIT,
+) -> bool:
+    """Drop a database of ours (name prefix checked); True if it existed.
+
+    Waits for the backends of closed connections to leave first: ``DROP
+    DATABASE`` would otherwise sleep 100 ms for them.
+    """
+    from psycopg import sql
+
+    if not name.startswith(PREFIX):
+        raise ValueError(f"refusing to drop {name!r}: not a pytest-clinicdb database")
+    row = admin.execute(
+        "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+    ).fetchone()
+    if not row:
+        return False
+    if only_if_not_template and row[0]:
+        return False
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        busy = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+        if not busy or not busy[0]:
+            break
+        time.sleep(0.002)
+    if row[0]:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))
+        )
+    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    return True
+
+
+class Databases:
+    """This process's databases on one server (one instance per run, worker and server)."""
+
+    def __init__(self, run: Run, server: ServerInfo) -> None:
+        self.run = run
+        self.server = server
+        self._counter = itertools.count(1)
+        self._admin: psycopg.Connection[Any] | None = None
+        self._pools: dict[str, ClonePool] = {}
+        self.clone_times: list[float] = []
+        self.drop_times: list[float] = []
+
+    def admin(self) -> psycopg.Connection[Any]:
+        """An autocommit connection to the maintenance database (one per process and server)."""
+        import psycopg
+
+        if self._admin is None or self._admin.closed or self._admin.broken:
+            self._admin = psycopg.connect(self.server.dsn, autocommit=True)
+        return self._admin
+
+    def new_name(self, kind: str) -> str:
+        name = f"{PREFIX}{kind}_{self.run.id}_{self.run.worker}_{next(self._counter)}"
+        self.run.journal(name)
+        return name
+
+    # ------------------------------------------------------------ clone
+
+    def clone(
+        self, template: TemplateInfo, kind: str, admin: psycopg.Connection[Any] | None = None
+    ) -> str:
+        """A new marked clone of ``template``; its name."""
+        import psycopg
+
+        admin = admin or self.admin()
+        name = self.new_name(kind)
+        t0 = time.perf_counter()
+        try:
+            create_database(admin, name, template.name, self.server.major)
+        except psycopg.errors.InvalidCatalogName:
+            # The template went away under us (another run's --clinicdb-rebuild or its
+            # garbage collection): ensure it again, once.
+            if template.renew is None:
+                raise
+            template.replace_with(template.renew())
+            create_database(admin, name, template.name, self.server.major)
+        write_marker(
+            admin,
+            name,
+            Marker(
+                "clone",
+                owner=self.run.ref.to_dict(),
+                worker=self.run.worker,
+                template=template.name,
+            ),
+        )
+        if template.carry:
+            apply_carry(admin, name, template.carry)
+        self.clone_times.append(time.perf_counter() - t0)
+        return name
+
+    def fresh(self, template: TemplateInfo) -> str:
+        """A clone for one test; after the first, made ahead by a background pool."""
+        from .pool import ClonePool
+
+        kind = "f" if template.variant == "base" else "fd"
+        pool = self._pools.get(template.name)
+        if pool is not None:
+            name = pool.take()
+            if name is not None:
+                return name
+        name = self.clone(template, kind)
+        if pool is None:
+            self._pools[template.name] = ClonePool(
+                admin_dsn=self.server.dsn,
+                dsn_for=self.server.dsn_for,
+                make=lambda admin: self.clone(template, kind, admin),
+                drop=self._drop_on,
+            )
+        return name
+
+    def release(self, template: TemplateInfo, name: str) -> None:
+        """A test is done with its fresh clone: drop it (in the background when pooled)."""
+        pool = self._pools.get(template.name)
+        if pool is not None and pool.error is None:
+            pool.give_back(name)
+        else:
+            self.drop(name)
+
+    # ------------------------------------------------------------ drop, keep
+
+    def _drop_on(self, admin: psycopg.Connection[Any], name: str) -> None:
+        t0 = time.perf_counter()
+        drop_database(admin, name)
+        self.drop_times.append(time.perf_counter() - t0)
+
+    def drop(self, name: str) -> None:
+        self._drop_on(self.admin(), name)
+
+    def keep(self, name: str, nodeid: str) -> str:
+        """Keep a failed test's database (``--clinicdb-keep-failed``); return its DSN."""
+        write_marker(self.admin(), name, Marker("kept", owner=self.run.ref.to_dict(), test=nodeid))
+        dsn = self.server.dsn_for(name)
+        kept = [*self.run.report().get("kept", []), {"test": nodeid, "dsn": dsn}]
+        self.run.write_report(kept=kept)
+        return dsn
+
+    # ------------------------------------------------------------ end
+
+    def close(self) -> None:
+        """Stop making clones ahead, finish the pending drops, report timings, disconnect."""
+        import contextlib
+
+        import psycopg
+
+        errors: list[str] = []
+        for pool in self._pools.values():
+            errors += pool.close()
+        self._pools.clear()
+        if errors:
+            self.run.write_report(drop_errors=errors)
+        if self.clone_times or self.drop_times:
+            report = self.run.report()
+            self.run.write_report(
+                clones=[*report.get("clones", []), *self.clone_times],
+                drops=[*report.get("drops", []), *self.drop_times],
+            )
+            self.clone_times, self.drop_times = [], []
+        if self._admin is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._admin.close()
+            self._admin = None

@@ -1,0 +1,158 @@
+"""Garbage collection: what dead runs and old builds left behind (no pytest import).
+
+Three kinds of leftovers, each collected by the next run that comes along:
+
+- **run directories** of runs whose owning process is gone (``kill -9``, an OOM
+  kill, a CI timeout): what they started is released through the backend that
+  recorded it (:func:`reap_dead_runs`), and the database names they journaled
+  are handed to the database collection;
+- **databases** on a server (:func:`collect_garbage`): only ``clinicdb_*``
+  names that carry the plugin's marker — or that a killed run journaled just
+  before creating them — are ever considered, and never one a live run uses;
+- **kept clusters** of a project beyond its cap (:func:`prune_project_clusters`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .marker import BUILDER_VERSION, PREFIX, marked_databases
+from .runs import (
+    RUN_DIR_PREFIX,
+    journaled,
+    remove_run_dir,
+    run_dir_owner_alive,
+    run_dirs,
+    servers_of,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .runs import RunRef
+
+#: Templates kept per project and server by default (the newest used); older ones are dropped.
+KEEP_TEMPLATES = 5
+
+
+def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
+    """Release what dead runs started and delete their directories.
+
+    Returns the database names those runs journaled, for :func:`collect_garbage`.
+    """
+    from .server import backend_class
+
+    found: list[str] = []
+    for run_dir in run_dirs(cache_dir):
+        if run_dir.name == f"{RUN_DIR_PREFIX}{keep}" or run_dir_owner_alive(run_dir):
+            continue
+        found += journaled(run_dir)
+        for record in servers_of(run_dir):
+            try:
+                backend_class(record.backend).reap(
+                    record.state, run_dir.name[len(RUN_DIR_PREFIX) :]
+                )
+            except KeyError:
+                continue  # a backend registered by that run's conftest, not loaded here
+        remove_run_dir(run_dir)
+    return found
+
+
+def prune_project_clusters(cache_dir: Path, project: str, *, keep: int, skip: Path) -> list[Path]:
+    """Delete this project's idle kept clusters beyond the ``keep`` most recently used."""
+    from .server.cluster import clusters
+
+    mine = [c for c in clusters(cache_dir) if c.root != skip and c.meta().get("project") == project]
+    mine.sort(key=lambda c: float(c.meta().get("last_used") or 0), reverse=True)
+    deleted = []
+    for cluster in mine[max(keep - 1, 0) :]:
+        if cluster.stop_if_idle(delete=True) == "deleted":
+            deleted.append(cluster.root)
+    return deleted
+
+
+def collect_garbage(
+    admin: psycopg.Connection[Any],
+    run: RunRef,
+    *,
+    keep_templates: int = KEEP_TEMPLATES,
+    month: dt.date | None = None,
+    unmarked: Sequence[str] = (),
+    project: str | None = None,
+) -> list[tuple[str, str]]:
+    """Drop what dead runs and old builds left on the server; return ``(name, reason)`` pairs.
+
+    - clones (and databases kept by ``--clinicdb-keep-failed``) of runs that are
+      no longer alive;
+    - unfinished builds nobody is building (the build lock is free);
+    - templates built by another builder version or for a past month's audit
+      partition window, unless a live run uses them;
+    - beyond the newest ``keep_templates`` templates of ``project`` (by last
+      use), those no live run uses — another project's templates never count.
+
+    A database the connected role may not drop (another owner on a shared
+    server) is left alone and listed with the reason it was not dropped.
+    """
+    import psycopg
+
+    from .databases import drop_database
+    from .templates import build_lock_id, current_month
+
+    month = month or current_month()
+    dropped: list[tuple[str, str]] = []
+
+    def drop(name: str, why: str, *, lock: str | None = None) -> None:
+        """Drop ``name`` and record ``why``; with ``lock`` (a template's name), only while
+        nobody holds that template's build lock."""
+        lock_id = build_lock_id(lock) if lock else None
+        if lock_id is not None:
+            row = admin.execute("SELECT pg_try_advisory_lock(%s)", (lock_id,)).fetchone()
+            if not row or not row[0]:
+                return
+        try:
+            if drop_database(admin, name):
+                dropped.append((name, why))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            dropped.append((name, f"{why} — NOT dropped: {str(exc).strip()}"))
+        finally:
+            if lock_id is not None:
+                admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+    journal = set(unmarked)
+    templates = []
+    for name, marker in marked_databases(admin):
+        if marker is None:
+            if name in journal:
+                drop(name, "created by a run that ended before marking it")
+            continue
+        if marker.kind in ("clone", "kept"):
+            owner = marker.owner_ref
+            if owner is not None and owner.id != run.id and not owner.alive():
+                drop(name, f"{marker.kind} database of run {owner.id}, which has ended")
+        elif marker.kind == "building":
+            owner = marker.owner_ref
+            if owner is None or owner.id != run.id:
+                drop(name, "unfinished template build", lock=f"{PREFIX}tpl_{marker.key}")
+        elif marker.kind == "template":
+            templates.append((name, marker))
+    fresh: list[tuple[str, str, bool]] = []
+    for name, marker in templates:
+        in_use = marker.in_use(run)
+        if marker.builder != BUILDER_VERSION:
+            stale = f"built by builder version {marker.builder}"
+        elif str(marker.partition_start or "") < month.isoformat():
+            stale = "its audit partition window starts in a past month"
+        else:
+            if marker.project == project:
+                fresh.append((str(marker.last_used or marker.built_at or ""), name, in_use))
+            continue
+        if not in_use:
+            drop(name, f"stale template: {stale}", lock=name)
+    fresh.sort(reverse=True)
+    for _used, name, in_use in fresh[max(keep_templates, 0) :]:
+        if not in_use:
+            drop(name, f"beyond the {keep_templates} most recently used templates", lock=name)
+    return dropped
