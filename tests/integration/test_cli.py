@@ -115,18 +115,28 @@ def migrated(empty_db) -> str:
     return dsn
 
 
-def test_status_one_screen_and_its_failures(empty_db, tmp_path):
+def test_status_one_screen_and_its_failures(empty_db, clinic_postgres):
+    from pytest_clinicdb.server.cluster import ClusterDir
+
     dsn = migrated(empty_db)
     empty_db.execute(
         "SELECT audit.ensure_monthly_partitions(date_trunc('month', now()), "
         "date_trunc('month', now()) + interval '4 months')"
     )
-    ok = clinicdb("status", "--dsn", dsn)
+    # With the server's password in the DSN, so that there is a password to mask.
+    if clinic_postgres.password:  # the external backend's DSN has one
+        password, target = clinic_postgres.password, dsn
+    else:  # the embedded server's unix socket needs none; its TCP port does
+        password = ClusterDir(clinic_postgres.data_dir.parent).state()["password"]
+        port, db = clinic_postgres.tcp_port, empty_db.info.dbname
+        target = f"postgresql://postgres:{password}@127.0.0.1:{port}/{db}"
+    ok = clinicdb("status", "--dsn", target)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"migrations:  {MIGRATIONS} applied, 0 pending" in ok.stdout
     assert "partitions:  covered (this month + 3; audit.audit_logs until 20" in ok.stdout
     assert "triggers:    all enabled" in ok.stdout
-    assert "password" not in ok.stdout or "password=***" in ok.stdout
+    assert password not in ok.stdout + ok.stderr
+    assert "password=***" in ok.stdout
 
     empty_db.execute("ALTER TABLE clinic.patients DISABLE TRIGGER audit_patients")
     bad = clinicdb("status", "--dsn", dsn, "--months-ahead", "60", "--json")
