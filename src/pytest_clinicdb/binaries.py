@@ -18,7 +18,6 @@ nothing outside the plugin's directories changes its permissions.
 
 from __future__ import annotations
 
-import grp
 import hashlib
 import importlib.util
 import os
@@ -246,13 +245,6 @@ def server_account(run_as: str | None) -> Account | None:
         "to run the server",
         hint="create an unprivileged account and name it with --clinicdb-run-as",
     )
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def run_as_kwargs(account: Account | None) -> dict[str, Any]:
