@@ -226,7 +226,8 @@ class SQLFile:
     @cached_property
     def directive(self) -> int | None:
         """Line of ``-- clinicdb:no-transaction`` among the comments before the first statement."""
-        for number, raw in enumerate(self.runnable.splitlines()[:200], start=1):
+        # Only the head of the file matters; a big seed is not split into lines for it.
+        for number, raw in enumerate(self.runnable[:16384].splitlines()[:200], start=1):
             line = raw.strip()
             if not line:
                 continue
@@ -414,11 +415,13 @@ class _Planner:
         items = self._source(f.path, f.runnable, None, (f.path.resolve(),))
         plan = self.plan_
         if self.refused:
-            by_file: dict[Path, list[tuple[int, str, str]]] = {}
-            for path, line, cmd, hint in self.refused:
-                by_file.setdefault(path, []).append((line, cmd, hint))
-            path, commands = next(iter(by_file.items()))
-            raise PsqlMetaCommandError(safe_path(path), commands)
+            # All of them at once, those of included files too (named after the command).
+            first = self.refused[0][0]
+            commands = [
+                (line, cmd if path == first else f"{cmd} (in {display_name(path)})", hint)
+                for path, line, cmd, hint in self.refused
+            ]
+            raise PsqlMetaCommandError(safe_path(first), commands)
         if self.problems:
             path, line, message, hint = self.problems[0]
             raise SQLSyntaxUnsupportedError(safe_path(path), line, message, hint=hint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -470,3 +471,16 @@ def test_a_refused_file_stops_the_run_before_anything_is_applied(empty_db, tmp_p
     with pytest.raises(SQLSyntaxUnsupportedError, match="2_bad.sql, line 1: psql meta-command"):
         apply_migrations(empty_db, discover(tmp_path))
     assert applied(empty_db) == {}
+
+
+def test_a_migration_whose_name_is_not_utf8_is_applied_and_recorded(empty_db, tmp_path):
+    path = Path(os.fsdecode(bytes(tmp_path) + b"/001_caf\xe9_rooms.sql"))
+    path.write_text("CREATE TABLE rooms (id int);\nCREATE TABLE rooms (id int);\n")
+    with pytest.raises(MigrationError) as info:
+        apply_migrations(empty_db, discover(tmp_path))
+    assert str(info.value).startswith(
+        'migration 001_caf\\xe9_rooms.sql, line 2, column 1: relation "rooms" already exists'
+    )
+    path.write_text("CREATE TABLE rooms (id int);\n")
+    apply_migrations(empty_db, discover(tmp_path))
+    assert list(applied(empty_db)) == ["001_caf\\xe9_rooms.sql"]

@@ -269,3 +269,14 @@ def test_a_file_name_that_is_not_utf8_is_printable(tmp_path):
     text = str(info.value)
     text.encode("utf-8")  # printable: no lone surrogate left
     assert text.startswith("004_caf\\xe9.sql, line 3: psql meta-command \\gexec")
+
+
+def test_meta_commands_of_included_files_are_listed_with_the_others(tmp_path):
+    write(tmp_path / "grants.sql", "SELECT 1;\n\\gexec\n")
+    main = write(tmp_path / "seed.sql", "\\connect clinic\n\\ir grants.sql\n")
+    with pytest.raises(PsqlMetaCommandError) as info:
+        read_sql_file(main).statements  # noqa: B018
+    assert [(line, cmd) for line, cmd, _ in info.value.commands] == [
+        (1, "\\connect"),
+        (2, "\\gexec (in grants.sql)"),
+    ]
