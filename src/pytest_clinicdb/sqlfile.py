@@ -173,7 +173,6 @@ class SQLFile:
     runnable_text: str | None = None
     no_transaction: Outside | None = None
     allow_empty: bool = False
-    notes_at_read: tuple[Note, ...] = ()
 
     @property
     def runnable(self) -> str:
@@ -201,7 +200,8 @@ class SQLFile:
 
     @property
     def legacy_checksum(self) -> str:
-        """sha256 of the raw bytes: what ledgers and lock files held before 0.2."""
+        """sha256 of the raw bytes: what ledgers and lock files held before checksums ignored
+        line endings."""
         return hashlib.sha256(self.data).hexdigest()
 
     def raw_checksums(self) -> set[str]:
@@ -254,7 +254,8 @@ class SQLFile:
 
     @property
     def notes(self) -> list[Note]:
-        return [*self.notes_at_read, *self.plan.notes]
+        """What splitting noticed: ignored meta-commands, skipped ledger statements …"""
+        return self.plan.notes
 
     @property
     def transactional(self) -> bool:
@@ -295,15 +296,13 @@ def read_sql_file(path: Path, *, what: str = "SQL file") -> SQLFile:
         data = path.read_bytes()
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        hint = "check that the file exists and is readable by the user running pytest"
         if path.is_symlink() and not path.exists():
-            reason = (
-                f"it is a symbolic link to {_printable(os.readlink(path))}, which does not exist"
-            )
+            target = _printable(os.readlink(path))
+            reason = f"it is a symbolic link to {target}, which does not exist"
+            hint = "restore the file it points to, or point the link at the right file"
         raise SQLSyntaxUnsupportedError(
-            safe_path(path),
-            0,
-            f"cannot read {what}: {reason}",
-            hint="check that the file exists and is readable by the user running pytest",
+            safe_path(path), 0, f"cannot read {what}: {reason}", hint=hint
         ) from exc
     return sql_file_from_bytes(path, data, what=what)
 
@@ -574,7 +573,6 @@ class _Planner:
             except SQLSyntaxUnsupportedError as exc:
                 self.problems.append((source.path, meta.line, exc.message, exc.hint or ""))
                 return []
-            self.plan_.notes.extend(inc.notes_at_read)
             return self._source(
                 inc.path, inc.runnable, (source.path, meta.line), (*stack, target.resolve())
             )
