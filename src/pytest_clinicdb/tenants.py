@@ -76,7 +76,7 @@ def _apply_sql(role: str | None, values: Mapping[str, str]) -> tuple[sql.Compose
     return sql.SQL("SELECT ") + sql.SQL(", ").join(parts), params
 
 
-def _previous_sql(role: str | None, names: Iterable[str]) -> tuple[sql.Composed, list[str]]:
+def _previous_sql(names: Iterable[str]) -> tuple[sql.Composed, list[str]]:
     parts: list[sql.Composable] = [sql.SQL("current_setting('role')")]
     params: list[str] = []
     for name in names:
@@ -117,6 +117,9 @@ def acting_as(
       committed when the block ends (rolled back if it raises).
     """
     values = _setting_values(settings, more)
+    if role is None and not values:
+        yield conn  # nothing to set, nothing to restore
+        return
     if conn.autocommit:
         with conn.transaction():
             conn.execute(*_apply_sql(role, values))
@@ -124,7 +127,7 @@ def acting_as(
         return
     # A statement begins the transaction on an idle connection (psycopg sends BEGIN), so the
     # savepoint below does not become a transaction that commits when the block ends.
-    previous = conn.execute(*_previous_sql(role, values)).fetchone()
+    previous = conn.execute(*_previous_sql(values)).fetchone()
     assert previous is not None
     with conn.transaction():
         conn.execute(*_apply_sql(role, values))
@@ -147,12 +150,15 @@ async def acting_as_async(
 ) -> AsyncIterator[AsyncConn]:
     """:func:`acting_as` for ``psycopg.AsyncConnection`` (``clinic_db_async``)."""
     values = _setting_values(settings, more)
+    if role is None and not values:
+        yield conn
+        return
     if conn.autocommit:
         async with conn.transaction():
             await conn.execute(*_apply_sql(role, values))
             yield conn
         return
-    cur = await conn.execute(*_previous_sql(role, values))
+    cur = await conn.execute(*_previous_sql(values))
     previous = await cur.fetchone()
     assert previous is not None
     async with conn.transaction():
@@ -382,7 +388,7 @@ class Probe:
     """One write attempt: which, for which tenants, and what happened."""
 
     table: str
-    probe: str  # insert | update | update-reach | delete-reach
+    probe: str  # read | insert | update | update-reach | delete-reach
     acting_for: str
     other: str
     outcome: str  # "crossed" (a finding), "refused: <SQLSTATE> ...", "no effect", "untested: ..."
@@ -495,8 +501,12 @@ class _Checker:
                 try:
                     with self.conn.transaction():
                         rows = self.conn.execute(query).fetchall()
-                except psycopg.Error:
-                    continue  # e.g. a policy that casts an empty setting: nothing is visible
+                except psycopg.Error as exc:
+                    # e.g. a policy that casts an empty setting: nothing is visible, but say so
+                    message = (exc.diag.message_primary or str(exc)).strip()
+                    outcome = f"untested: reading failed ({exc.sqlstate or '?'} {message})"
+                    self.report.probes.append(Probe(table.label, "read", tenant or "", "", outcome))
+                    continue
                 seen[table.label] = {tuple(r) for r in rows}
         return seen
 
@@ -614,9 +624,11 @@ class _Checker:
         """Acting for ``a``: put a row where ``b`` sees it, or reach a row only ``b`` sees.
 
         The rows used are real: a row only ``b`` sees (copied, or reached) and a row only ``a``
-        sees (changed into the copy).  The copied row is deleted first, with every row that
-        references it, so its unique and exclusion constraints do not refuse the copy; nothing
-        else is changed, and every trigger and constraint stays on.
+        sees (changed into the copy).  Each probe first clears the way, as the session's user:
+        the copied row is deleted before its copy is inserted, and the update probes leave the
+        table with the one row they use, each time with every row that references the deleted
+        ones, so unique and exclusion constraints do not refuse the write for another reason.
+        Every trigger and constraint stays on, and the probe's savepoint is rolled back.
         """
         b_key = min(only_b) if only_b else None
         a_key = min(only_a) if only_a else None

@@ -594,6 +594,27 @@ def test_a_table_without_key_is_probed_by_its_values(crm: tuple[Conn, str]) -> N
     ]
 
 
+def test_a_read_that_fails_is_reported_as_untested_not_passed(crm: tuple[Conn, str]) -> None:
+    conn, role = crm
+    # Without nullif, an empty request.org is cast to int: the read fails instead of seeing nothing.
+    conn.execute(
+        "ALTER POLICY org_only ON contacts"
+        " USING (org_id = current_setting('request.org', true)::int)"
+    )
+    report = probe_tenant_isolation(
+        conn, role=role, setting="request.org", tenants=[1, 2], shared=["orgs"], schemas=["crm"]
+    )
+    assert report.findings == []
+    assert [(p.table, p.probe, p.acting_for, p.outcome) for p in report.untested()] == [
+        (
+            "crm.contacts",
+            "read",
+            "",
+            'untested: reading failed (22P02 invalid input syntax for type integer: "")',
+        )
+    ]
+
+
 def _deal(conn: Conn, org: int) -> str:
     row = conn.execute("SELECT id::text FROM deals WHERE org_id = %s", (org,)).fetchone()
     assert row is not None
