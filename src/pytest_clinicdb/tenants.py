@@ -818,6 +818,16 @@ def probe_tenant_isolation(
         row = conn.execute("SELECT current_user = %s", (role,)).fetchone()
         if row and row[0]:
             conn.execute("SELECT set_config('role', 'none', true)")
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+        except psycopg.errors.InsufficientPrivilege:
+            user = conn.execute("SELECT current_user::text").fetchone()
+            raise CheckError(
+                f"check_tenant_isolation: {user[0] if user else 'this session'} may not "
+                f"SET ROLE {role}",
+                hint=f"run the check as a superuser, or GRANT {role} TO the tables' owner",
+            ) from None
         values = _tenant_values(conn, tenants)
         report = IsolationReport(role=role, setting=setting, tenants=values)
         shared_oids = _resolve_shared(conn, shared)

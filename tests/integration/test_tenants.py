@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
 from pytest_clinicdb.errors import CheckError
@@ -455,6 +456,23 @@ def test_fewer_than_two_tenants_is_a_clear_error(
         " query returning them (e.g. 'SELECT id FROM clinic.clinics ORDER BY id')"
     )
     assert clinic_db_dev.info.transaction_status == TransactionStatus.INTRANS
+
+
+def test_a_session_that_may_not_set_role_is_a_clear_error(clinic_dsn: str) -> None:
+    login = f"outsider_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(clinic_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
+        try:
+            with psycopg.connect(make_conninfo(clinic_dsn, user=login)) as outsider:
+                with pytest.raises(CheckError) as info:
+                    check(outsider)
+                assert outsider.info.transaction_status == TransactionStatus.IDLE  # rolled back
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+    assert str(info.value) == (
+        f"check_tenant_isolation: {login} may not SET ROLE clinic_app\n"
+        "  hint: run the check as a superuser, or GRANT clinic_app TO the tables' owner"
+    )
 
 
 def test_unknown_role_and_shared_table_are_clear_errors(clinic_db_dev: Conn) -> None:
