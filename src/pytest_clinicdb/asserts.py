@@ -125,12 +125,18 @@ def assert_seed_idempotent(
     settings: Mapping[str, str] | None = None,
     exclude_columns: Sequence[str] = (),
     schemas: Sequence[str] | None = None,
+    triggers: Sequence[tuple[str, str]] = (),
 ) -> None:
     """A second run of the seed changes no row of ``schemas`` (default: every user schema; the
-    audit tables are left out), rolled back afterwards."""
+    audit tables are left out), rolled back afterwards; ``triggers`` are disabled meanwhile."""
     __tracebackhide__ = True
     findings = checks.check_seed_idempotent(
-        conn, Path(seed), settings=settings, exclude_columns=exclude_columns, schemas=schemas
+        conn,
+        Path(seed),
+        settings=settings,
+        exclude_columns=exclude_columns,
+        schemas=schemas,
+        triggers=triggers,
     )
     _fail_on(f"{Path(seed).name} is not idempotent", findings)
 

@@ -99,11 +99,21 @@ def test_clinicdb_dev_seed_guard_refuses_outside_development_and_test(
 
 
 def test_clinicdb_dev_seed_is_idempotent(request: pytest.FixtureRequest, clinic_dsn: str) -> None:
-    """The dev seed (app.environment=test) runs twice with the same result."""
+    """The dev seed (app.environment=test) runs twice with the same result, loaded as the
+    dev-seed wrapper loads it (audit triggers disabled)."""
+    from .partitions import resolve_audit_tables
+    from .seeds import audit_triggers, schemas_or_all
+
     seed = _dev_seed(request)
-    schemas = context_of(request.config).settings.schemas
+    s = context_of(request.config).settings
     for conn in _autocommit(clinic_dsn):
-        assert_seed_idempotent(conn, seed, settings={"app.environment": "test"}, schemas=schemas)
+        audited = audit_triggers(
+            conn, schemas_or_all(conn, s.schemas), resolve_audit_tables(conn, s.audit_tables)
+        )
+        triggers = [p for p in audited if s.dev_seed_tables is None or p[0] in s.dev_seed_tables]
+        assert_seed_idempotent(
+            conn, seed, settings={"app.environment": "test"}, schemas=s.schemas, triggers=triggers
+        )
 
 
 def test_clinicdb_triggers_are_enabled_after_seeding(request: pytest.FixtureRequest) -> None:

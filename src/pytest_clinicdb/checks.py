@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ._sql import qualified
 from .errors import CheckError, SeedError
 from .partitions import (
     AUDIT_TABLE,
@@ -290,9 +291,8 @@ def check_seed_refuses(
         with psycopg.connect(dsn) as conn:
             try:
                 with conn.transaction(force_rollback=True):
-                    if env is not None:
-                        conn.execute("SELECT set_config('app.environment', %s, true)", (env,))
-                    execute_file(conn, parsed, SeedError)
+                    settings = {} if env is None else {"app.environment": env}
+                    execute_file(conn, parsed, SeedError, settings=settings)
             except SeedError as exc:
                 if exc.sqlstate in ("P0001", "42501"):
                     continue
@@ -331,7 +331,7 @@ def _tables(conn: psycopg.Connection[Any], schemas: Sequence[str] | None) -> lis
 
     audit = set(find_audit_tables(conn))
     rows = conn.execute(
-        "SELECT c.oid::regclass::text FROM pg_class c "
+        f"SELECT {qualified('c.oid')} FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) "
         "AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
         "ORDER BY 1",
@@ -354,11 +354,26 @@ def _count(conn: psycopg.Connection[Any], query: sql.Composable) -> int:
 
 
 def _run_seed(
-    conn: psycopg.Connection[Any], seed: Path, settings: Mapping[str, str] | None
+    conn: psycopg.Connection[Any],
+    seed: Path,
+    settings: Mapping[str, str] | None,
+    triggers: Sequence[tuple[str, str]] = (),
 ) -> None:
-    for name, value in (settings or {}).items():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    execute_file(conn, read_sql_file(seed, what="seed"), SeedError)
+    """Run ``seed`` once (inside the caller's transaction), ``triggers`` disabled meanwhile."""
+    for table, trigger in triggers:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(
+                sql.SQL(table), sql.Identifier(trigger)
+            )
+        )
+    execute_file(conn, read_sql_file(seed, what="seed"), SeedError, settings=dict(settings or {}))
+    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    for table, trigger in triggers:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} ENABLE TRIGGER {}").format(
+                sql.SQL(table), sql.Identifier(trigger)
+            )
+        )
 
 
 def check_seed_idempotent(
@@ -369,17 +384,20 @@ def check_seed_idempotent(
     exclude_columns: Sequence[str] = (),
     schemas: Sequence[str] | None = None,
     sample: int = 3,
+    triggers: Sequence[tuple[str, str]] = (),
 ) -> list[Finding]:
     """Running ``seed`` a second time must change no row of ``schemas`` (default: all user ones).
 
     The seed runs twice inside a savepoint that is rolled back; after the first
     run every table is copied to a temporary table, after the second the two are
-    compared row by row (as JSON, minus ``exclude_columns``).
+    compared row by row (as JSON, minus ``exclude_columns``).  ``triggers``
+    (table, trigger) are disabled while the seed runs, as the dev-seed wrapper
+    does for the audit triggers.
     """
     findings: list[Finding] = []
     excl = list(exclude_columns)
     with _rolled_back(conn):
-        _run_seed(conn, seed, settings)
+        _run_seed(conn, seed, settings, triggers)
         tables = _tables(conn, schemas)
         for i, table in enumerate(tables):
             conn.execute(
@@ -390,7 +408,7 @@ def check_seed_idempotent(
             )
         try:
             with conn.transaction():
-                _run_seed(conn, seed, settings)
+                _run_seed(conn, seed, settings, triggers)
         except SeedError as exc:
             return [
                 Finding(

@@ -158,6 +158,7 @@ def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
                 "notices": [n.to_dict() for n in info.notices],
                 "partitions": info.partitions,
                 "dev_seed": info.dev_seed,
+                "notes": info.notes,
             }
         },
     )

@@ -39,12 +39,11 @@ def default_lock_path(migrations: Path | Sequence[Path]) -> Path:
 def _discover(migrations: Path | Sequence[Path]) -> list[Migration]:
     from .migrations import discover
 
-    folders = _folders(migrations)
-    return discover(folders[0] if len(folders) == 1 else folders)
+    return discover(_folders(migrations))
 
 
 def _repeatable(m: Migration) -> bool:
-    return getattr(m, "kind", "versioned") == "repeatable"
+    return m.kind == "repeatable"
 
 
 def lock_entries(migrations: Sequence[Migration]) -> list[dict[str, object]]:
@@ -110,7 +109,7 @@ def check_migration_lock(
                 )
             )
             continue
-        if entry["sha256"] in (now.checksum, getattr(now, "legacy_checksum", None)):
+        if now.matches(entry["sha256"]):  # also a raw checksum of the file before a re-save
             continue
         normalized = hashlib.sha256(normalize_sql(now.file.text).encode()).hexdigest()
         kind = (

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 
+from ._sql import qualified
 from .errors import PartitionError
 
 #: The clinic database's audit table: the default of the assertion helpers' ``table``.
@@ -108,7 +109,7 @@ def read_partitions(
         conn.execute("SET LOCAL TimeZone = 'UTC'")
         conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
         row = conn.execute(
-            "SELECT c.oid::regclass::text, pg_get_partkeydef(c.oid) FROM pg_class c "
+            f"SELECT {qualified('c.oid')}, pg_get_partkeydef(c.oid) FROM pg_class c "
             "WHERE c.oid = to_regclass(%s)",
             (table,),
         ).fetchone()
@@ -124,9 +125,9 @@ def read_partitions(
                 hint="partition coverage applies to tables PARTITION BY RANGE (timestamp column)",
             )
         children = conn.execute(
-            "SELECT c.oid::regclass::text, pg_get_expr(c.relpartbound, c.oid), "
+            f"SELECT {qualified('c.oid')}, pg_get_expr(c.relpartbound, c.oid), "
             "coalesce(obj_description(c.oid, 'pg_class'), '') LIKE %s, "
-            "ARRAY(SELECT s.inhrelid::regclass::text FROM pg_inherits s "
+            f"ARRAY(SELECT {qualified('s.inhrelid')} FROM pg_inherits s "
             "      WHERE s.inhparent = c.oid ORDER BY 1) "
             "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = %s::regclass",
@@ -218,7 +219,7 @@ _TIME_TYPES = "('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)"
 def find_audit_tables(conn: psycopg.Connection[Any]) -> list[str]:
     """Tables partitioned by range on one date/time column whose schema or name says audit."""
     rows = conn.execute(
-        "SELECT c.oid::regclass::text FROM pg_partitioned_table pt "
+        f"SELECT {qualified('c.oid')} FROM pg_partitioned_table pt "
         "JOIN pg_class c ON c.oid = pt.partrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0] "
@@ -239,7 +240,7 @@ def resolve_audit_tables(
     found, missing = [], []
     for table in configured:
         row = conn.execute(
-            "SELECT c.oid::regclass::text, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)",
+            f"SELECT {qualified('c.oid')}, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)",
             (table,),
         ).fetchone()
         if row is None or row[1] != "p":

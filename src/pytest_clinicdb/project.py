@@ -61,13 +61,13 @@ class Project:
     @cached_property
     def chain_key(self) -> str:
         """The migration chain: bootstrap and migration bytes (cluster-wide effects live here)."""
-        from .templates import content_of
+        from .templates import file_bytes
 
         h = _digest(f"builder={BUILDER_VERSION}".encode())
         for path in self.bootstrap:
-            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + file_bytes(path) + b"\0")
         for mig in self.migrations:
-            h.update(b"migration\0" + mig.name.encode() + b"\0" + content_of(mig) + b"\0")
+            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.content_bytes() + b"\0")
         return h.hexdigest()[:10]
 
     # ------------------------------------------------------------ files
@@ -76,8 +76,7 @@ class Project:
     def migrations(self) -> list[Migration]:
         from .migrations import discover
 
-        folders = self.settings.migrations
-        return discover(folders[0] if len(folders) == 1 else list(folders))
+        return discover(list(self.settings.migrations))
 
     @cached_property
     def bootstrap(self) -> list[Path]:

@@ -34,8 +34,13 @@ def header_lines(ctx: Context) -> list[str]:
     lines = [f"clinicdb: {backend}"]
     p = ctx.project
     folders = ", ".join(s.display_path(f) for f in s.migrations)
+    notes: list[str] = []
     try:
-        migrations = f"{len(p.migrations)} migrations in {folders}"
+        found = p.migrations
+        tools = sorted(set(getattr(found, "layouts", {}).values()) - {"numbered"})
+        layout = f" ({', '.join(tools)} layout)" if tools else ""
+        migrations = f"{len(found)} migrations in {folders}{layout}"
+        notes = [str(n) for n in getattr(found, "notes", [])]
     except ClinicDBError as exc:
         migrations = f"migrations unusable ({exc.message})"
     try:
@@ -44,6 +49,7 @@ def header_lines(ctx: Context) -> list[str]:
     except ClinicDBError as exc:
         seeds = f"seeds unusable ({exc.message})"
     lines.append(f"clinicdb: {migrations}, {seeds}; cache {s.cache_dir}")
+    lines.extend(f"clinicdb: note: {n}" for n in notes)
     if s.bootstrap:
         lines.append(
             "clinicdb: bootstrap (before the migrations, not in the ledger): "
@@ -196,6 +202,7 @@ def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
         lines.append(f"clinicdb: template {e['key']} ({variant}) {_template_status(of_variant)}")
         if variant == "base":
             lines += partition_lines(e.get("partitions") or {})
+            lines.extend(f"clinicdb: note: {n}" for n in e.get("notes", []))
         else:
             line = dev_seed_line(e)
             if line:

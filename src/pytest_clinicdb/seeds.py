@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ._sql import qualified
 from .errors import (
     BootstrapError,
     CheckError,
@@ -83,12 +84,12 @@ def load_seed(
     naming the file, line and column.
     """
     seed = read_sql_file(path, what="seed")
+    for name in settings or {}:
+        if not _SETTING.match(name):
+            raise CheckError(f"invalid setting name {name!r} (expected prefix.name)")
     with capture_notices(conn, path.name) as notices, conn.transaction():
-        for name, value in (settings or {}).items():
-            if not _SETTING.match(name):
-                raise CheckError(f"invalid setting name {name!r} (expected prefix.name)")
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        execute_file(conn, seed, SeedError)
+        # The file starts from the session's defaults (nothing an earlier file set leaks in).
+        execute_file(conn, seed, SeedError, settings=dict(settings or {}))
     return list(notices)
 
 
@@ -96,7 +97,7 @@ def run_bootstrap(conn: psycopg.Connection[Any], path: Path) -> list[Notice]:
     """Run a bootstrap file (what the platform provides) in one transaction; not in the ledger."""
     bootstrap = read_sql_file(path, what="bootstrap file")
     with capture_notices(conn, path.name) as notices, conn.transaction():
-        execute_file(conn, bootstrap, BootstrapError)
+        execute_file(conn, bootstrap, BootstrapError, settings={})
     return list(notices)
 
 
@@ -151,7 +152,7 @@ def audit_triggers(
     """
     names = [t.rsplit(".", 1)[-1].strip('"') for t in audit_tables]
     rows = conn.execute(
-        "SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t "
+        f"SELECT {qualified('t.tgrelid')}, t.tgname FROM pg_trigger t "
         "JOIN pg_proc fn ON fn.oid = t.tgfoid JOIN pg_namespace fns ON fns.oid = fn.pronamespace "
         "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE NOT t.tgisinternal AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
@@ -172,7 +173,7 @@ def resolve_tables(conn: psycopg.Connection[Any], tables: Sequence[str]) -> list
     """``tables`` as regclass text; one error naming every table that does not exist."""
     found, missing = [], []
     for name in tables:
-        row = conn.execute("SELECT to_regclass(%s)::text", (name,)).fetchone()
+        row = conn.execute(f"SELECT {qualified('to_regclass(%s)')}", (name,)).fetchone()
         if row and row[0]:
             found.append(str(row[0]))
         else:
@@ -196,7 +197,7 @@ def _triggers(
         return sorted(pair for pair in audited if pair[0] in set(tables))
     where = "NOT t.tgisinternal" if mode == "user" else "true"
     rows = conn.execute(
-        "SELECT t.tgrelid::regclass::text, t.tgname FROM pg_trigger t "
+        f"SELECT {qualified('t.tgrelid')}, t.tgname FROM pg_trigger t "
         f"WHERE t.tgrelid = ANY(%s::regclass[]) AND t.tgenabled <> 'D' AND {where} "
         "ORDER BY 1, 2",
         (list(tables),),
@@ -216,7 +217,7 @@ def disabled_triggers(
 ) -> list[str]:
     """Every disabled trigger on tables of ``schemas`` (default: every user schema)."""
     rows = conn.execute(
-        "SELECT c.oid::regclass::text || '.' || t.tgname FROM pg_trigger t "
+        f"SELECT {qualified('c.oid')} || '.' || quote_ident(t.tgname) FROM pg_trigger t "
         "JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE t.tgenabled = 'D' AND n.nspname = ANY(%s) ORDER BY 1",
         (schemas_or_all(conn, schemas),),
@@ -277,7 +278,7 @@ def foreign_key_violations(
     """Rows of ``tables`` whose foreign keys point nowhere (checked by query, not by trigger)."""
     found = []
     cons = conn.execute(
-        "SELECT conname, conrelid::regclass::text, confrelid::regclass::text, "
+        f"SELECT conname, {qualified('conrelid')}, {qualified('confrelid')}, "
         "ARRAY(SELECT attname FROM unnest(conkey) WITH ORDINALITY k(n, i) "
         "      JOIN pg_attribute a ON a.attrelid = conrelid AND a.attnum = k.n ORDER BY i), "
         "ARRAY(SELECT attname FROM unnest(confkey) WITH ORDINALITY k(n, i) "
@@ -374,7 +375,6 @@ def load_dev_seed(
     else:
         targets = [t for t in _user_tables(conn, in_schemas)]
     with capture_notices(conn, path.name) as notices, conn.transaction():
-        conn.execute("SELECT set_config('app.environment', %s, true)", (environment,))
         triggers = _triggers(conn, targets, mode, audited)
         disabled_audit = sorted({t for pair in triggers if pair in audited for t in [pair[0]]})
         before = {t: _count(conn, t) for t in disabled_audit}
@@ -384,7 +384,7 @@ def load_dev_seed(
                     sql.SQL(table), sql.Identifier(trigger)
                 )
             )
-        execute_file(conn, seed, SeedError)
+        execute_file(conn, seed, SeedError, settings={"app.environment": environment})
         # Pending deferred constraint checks would make ENABLE TRIGGER fail (55006).
         conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
         for table, trigger in triggers:
@@ -421,7 +421,7 @@ def load_dev_seed(
 
 def _user_tables(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> list[str]:
     rows = conn.execute(
-        "SELECT c.oid::regclass::text FROM pg_class c "
+        f"SELECT {qualified('c.oid')} FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
         (list(schemas),),

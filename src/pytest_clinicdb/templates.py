@@ -58,11 +58,11 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(total // 12, total % 12 + 1, 1)
 
 
-def content_of(mig: Migration) -> bytes:
-    """The bytes that decide a migration's result, read without parsing it."""
-    content = getattr(mig, "content_bytes", None)
-    data: bytes = content() if callable(content) else mig.file.data
-    return data
+def file_bytes(path: Path) -> bytes:
+    """The bytes that decide a SQL file's result (its own and included files'), unsplit."""
+    from .sqlfile import read_sql_file
+
+    return read_sql_file(path).content_bytes()
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,11 @@ class TemplateSpec:
         for name, value in self.options:
             h.update(f"option {name}={value}\0".encode())
         for path in self.bootstrap:
-            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + file_bytes(path) + b"\0")
         for mig in self.migrations:
-            h.update(b"migration\0" + mig.name.encode() + b"\0" + content_of(mig) + b"\0")
+            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.content_bytes() + b"\0")
         for seed in self.seeds:
-            h.update(b"seed\0" + seed.name.encode() + b"\0" + seed.read_bytes() + b"\0")
+            h.update(b"seed\0" + seed.name.encode() + b"\0" + file_bytes(seed) + b"\0")
         return h.hexdigest()[:16]
 
     @property
@@ -125,6 +125,8 @@ class TemplateInfo:
     built_at: str = ""
     rebuilt: bool = False  # --clinicdb-rebuild replaced an earlier run's template
     carry: dict[str, Any] = field(default_factory=dict)
+    #: what the runner noticed while building (ignored psql meta-commands …)
+    notes: list[str] = field(default_factory=list)
     #: ensures the template again (it was dropped under us); set by the builder
     renew: Callable[[], TemplateInfo] | None = field(default=None, repr=False, compare=False)
 
@@ -480,7 +482,9 @@ class Builder:
         with capture_notices(conn, "migrations") as notices:
             report = apply_migrations(conn, list(p.migrations))
         info.notices.extend(notices)
+        info.notes = [str(n) for n in report.notes]
         info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
+        info.timings["reading and splitting the migrations"] = report.split_seconds
         info.timings["migrations"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         info.partitions = ensure_window(

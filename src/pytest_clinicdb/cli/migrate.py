@@ -7,7 +7,15 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import EXIT_CHECK_FAILED, EXIT_OK, add_options, connect, settings_from, target_dsn
+from . import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_options,
+    connect,
+    settings_from,
+    target_dsn,
+)
 
 
 def common(parser: argparse.ArgumentParser) -> None:
@@ -22,25 +30,61 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     common(p)
     p.add_argument("--check", action="store_true", help="only report pending and edited files")
     p.add_argument("-v", "--verbose", action="store_true", help="show each file as it runs")
+    p.add_argument(
+        "--resolve",
+        nargs=2,
+        metavar=("NAME", "rerun|applied"),
+        help="after a migration that runs outside a transaction stopped half way and you looked "
+        "at the database: run it again from the start (rerun) or record it as applied",
+    )
     return {"migrate": run}
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..migrations import applied, apply_migrations, edited, pending
+    from ..migrations import (
+        applied,
+        apply_migrations,
+        edited,
+        incomplete,
+        pending,
+        resolve_incomplete,
+    )
     from ..project import Project
 
     migrations = Project(settings_from(args)).migrations
     with connect(target_dsn(args)) as conn:
+        if args.resolve:
+            name, action = args.resolve
+            if name not in incomplete(conn):
+                raise UsageError(
+                    f"--resolve {name}: the ledger has no migration of that name that stopped "
+                    "half way",
+                    hint="clinicdb migrate --check lists them",
+                )
+            if action not in ("rerun", "applied"):
+                raise UsageError(f"--resolve {name} {action}: say rerun or applied")
+            by_name = {m.name: m for m in migrations}
+            resolve_incomplete(conn, name, action=action, migration=by_name.get(name))
+            print(json.dumps({"ok": True}) if args.json else f"{name}: {action}")
+            return EXIT_OK
         if args.check:
             ledger = applied(conn)
             todo = [m.name for m in pending(migrations, ledger)]
             changed = edited(migrations, ledger)
+            halfway = incomplete(conn)
+            bad = bool(changed or halfway)
             if args.json:
-                print(json.dumps({"ok": not changed, "pending": todo, "edited": changed}))
+                print(
+                    json.dumps(
+                        {"ok": not bad, "pending": todo, "edited": changed, "incomplete": halfway}
+                    )
+                )
             else:
                 print(f"pending: {', '.join(todo) or 'none'}")
                 print(f"edited:  {', '.join(changed) or 'none'}")
-            return EXIT_CHECK_FAILED if changed else EXIT_OK
+                for name, what in halfway.items():
+                    print(f"stopped half way: {name}: {what}")
+            return EXIT_CHECK_FAILED if bad else EXIT_OK
 
         def progress(m: object) -> None:
             if args.verbose and not args.json:

@@ -30,7 +30,7 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
 
 def run(args: argparse.Namespace) -> int:
     from ..checks import check_partition_horizon, check_triggers_enabled
-    from ..migrations import applied, edited, pending
+    from ..migrations import applied, edited, incomplete, pending
     from ..partitions import read_partitions, resolve_audit_tables, show_instant
     from ..project import Project
     from ..server import mask_dsn
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         changed = edited(migrations, ledger)
         known = {m.name for m in migrations}
         unknown = sorted(set(ledger) - known)
+        halfway = incomplete(conn)
         tables = resolve_audit_tables(conn, settings.audit_tables)
         partitions = []
         until: dict[str, str] = {}
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             until[table] = show_instant(max(uppers))[:10] if uppers else "no partition"
         triggers = check_triggers_enabled(conn, settings.schemas)
     problems = [*partitions, *triggers]
-    ok = not changed and not problems
+    ok = not changed and not problems and not halfway
     if args.json:
         print(
             json.dumps(
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     "pending": todo,
                     "edited": changed,
                     "unknown": unknown,
+                    "incomplete": halfway,
                     "audit_tables": {t: {"until": u} for t, u in until.items()},
                     "problems": [f.to_dict() for f in problems],
                 }
@@ -79,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         + (f" ({', '.join(todo)})" if todo else "")
     )
     print(f"edited:      {', '.join(changed) or 'none'}")
+    for name, what in halfway.items():
+        print(f"HALF DONE:   {name}: {what} (clinicdb migrate --resolve {name} rerun|applied)")
     if unknown:
         print(f"unknown:     {', '.join(unknown)} (applied here, not in {folders})")
     horizon = f"this month + {args.months_ahead}"
