@@ -208,8 +208,9 @@ def external_server(cache_dir: Path) -> Iterator[tuple[str, str]]:
     password = uuid.uuid4().hex
     with psycopg.connect(info.dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE app_ci LOGIN CREATEDB PASSWORD '{password}'")
-        admin.execute("CREATE ROLE clinic_app NOLOGIN")
-        admin.execute("GRANT clinic_app TO app_ci")
+        for role in ("clinic_app", "clinic_webhook_worker"):  # the clinic migrations grant to them
+            admin.execute(f"CREATE ROLE {role} NOLOGIN")
+            admin.execute(f"GRANT {role} TO app_ci")
     try:
         yield info.dsn, f"postgresql://app_ci:{password}@127.0.0.1:{info.tcp_port}/postgres"
     finally:

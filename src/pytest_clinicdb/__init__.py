@@ -25,6 +25,12 @@ _EXPORTS = {
     "assert_seed_refuses": "asserts",
     "assert_seed_snapshot": "asserts",
     "assert_triggers_enabled": "asserts",
+    "assert_tenant_isolation": "asserts",
+    "acting_as": "tenants",
+    "acting_as_async": "tenants",
+    "check_tenant_isolation": "tenants",
+    "probe_tenant_isolation": "tenants",
+    "IsolationReport": "tenants",
     "Finding": "checks",
     "seed_snapshot": "checks",
     "write_lock": "lockfile",
@@ -65,6 +71,7 @@ __all__ = [
     "DevSeedRefusedError",
     "ExtensionsMissingError",
     "Finding",
+    "IsolationReport",
     "Migration",
     "MigrationDiscoveryError",
     "MigrationEditedError",
@@ -79,6 +86,8 @@ __all__ = [
     "TemplateBuildError",
     "TemplateInfo",
     "__version__",
+    "acting_as",
+    "acting_as_async",
     "apply_migrations",
     "assert_audit_partitions_cover",
     "assert_audit_partitions_cover_horizon",
@@ -89,14 +98,17 @@ __all__ = [
     "assert_seed_idempotent",
     "assert_seed_refuses",
     "assert_seed_snapshot",
+    "assert_tenant_isolation",
     "assert_triggers_enabled",
     "build_template",
     "capture_notices",
+    "check_tenant_isolation",
     "discover",
     "existing_server",
     "load_dev_seed",
     "load_seed",
     "mask_dsn",
+    "probe_tenant_isolation",
     "read_partitions",
     "register_backend",
     "seed_snapshot",
@@ -128,6 +140,7 @@ if TYPE_CHECKING:
         assert_seed_idempotent,
         assert_seed_refuses,
         assert_seed_snapshot,
+        assert_tenant_isolation,
         assert_triggers_enabled,
     )
     from .checks import Finding, seed_snapshot
@@ -153,3 +166,10 @@ if TYPE_CHECKING:
     from .seeds import Notice, capture_notices, load_dev_seed, load_seed
     from .server import ServerInfo, mask_dsn, register_backend
     from .templates import TemplateInfo
+    from .tenants import (
+        IsolationReport,
+        acting_as,
+        acting_as_async,
+        check_tenant_isolation,
+        probe_tenant_isolation,
+    )

@@ -196,3 +196,26 @@ def assert_seed_snapshot(
         f"{Path(seed).name} no longer produces {path}:\n{diff}"
         f"(if the change is intended, rerun with {UPDATE_ENV}=1 and commit the file)"
     )
+
+
+def assert_tenant_isolation(
+    conn: Conn,
+    *,
+    role: str,
+    setting: str,
+    tenants: Sequence[object] | str,
+    shared: Iterable[str] = (),
+    schemas: Sequence[str] | None = None,
+) -> None:
+    """Tenants are isolated for ``role``: no row one tenant sees is seen by another, every table
+    the role reads has row-level security unless listed in ``shared``, and no cross-tenant write
+    gets through (tried in rolled-back savepoints).  See
+    :func:`pytest_clinicdb.tenants.check_tenant_isolation`.
+    """
+    __tracebackhide__ = True
+    from .tenants import check_tenant_isolation
+
+    findings = check_tenant_isolation(
+        conn, role=role, setting=setting, tenants=tenants, shared=shared, schemas=schemas
+    )
+    _fail_on(f"tenant isolation of {role} by {setting}", findings)

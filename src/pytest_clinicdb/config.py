@@ -147,6 +147,32 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="FUNCTION",
     ),
     OptionSpec(
+        "tenant_role",
+        "the application's database role, for the tenant-isolation check (e.g. clinic_app)",
+        "str",
+        metavar="ROLE",
+    ),
+    OptionSpec(
+        "tenant_setting",
+        "the session setting naming the tenant, for the tenant-isolation check "
+        "(e.g. app.current_clinic_id)",
+        "str",
+        metavar="SETTING",
+    ),
+    OptionSpec(
+        "tenants",
+        "the tenant values the check acts for: a SQL query returning them (run on the dev "
+        "template), or a comma-separated list",
+        "str",
+        metavar="QUERY",
+    ),
+    OptionSpec(
+        "tenant_shared",
+        "comma-separated tables every tenant may see by design (schema.table)",
+        "list",
+        metavar="TABLES",
+    ),
+    OptionSpec(
         "run_as",
         "account that runs the server when pytest runs as root (default: postgres, else nobody)",
         "str",
@@ -247,6 +273,10 @@ class Settings:
     schemas: tuple[str, ...] | None = None
     audit_tables: tuple[str, ...] | None = None
     partition_function: str | None = None
+    tenant_role: str | None = None
+    tenant_setting: str | None = None
+    tenants: str | None = None
+    tenant_shared: tuple[str, ...] = ()
     dev_seed: bool = False
     dev_seed_mode: str = "audit"
     environment: str = "test"
@@ -440,6 +470,10 @@ def resolve(
         audit_tables=values["audit_tables"],  # type: ignore[arg-type]
         partition_function=None if function is None else str(function),
         run_as=values["run_as"],  # type: ignore[arg-type]
+        tenant_role=values["tenant_role"],  # type: ignore[arg-type]
+        tenant_setting=values["tenant_setting"],  # type: ignore[arg-type]
+        tenants=values["tenants"],  # type: ignore[arg-type]
+        tenant_shared=values["tenant_shared"] or (),  # type: ignore[arg-type]
         cache_dir=cache if isinstance(cache, Path) else default_cache_dir(),
         rootdir=rootdir,
         sources=sources,

@@ -19,6 +19,7 @@ loading the plugin costs a suite without database tests nothing.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -288,23 +289,45 @@ def _clinicdb_worker_dev(
 
 # --------------------------------------------------------------------------- per test
 
-_MARKER_OPTIONS = {"dev_seed"}
+_MARKER_OPTIONS = {"dev_seed", "role", "settings"}
+
+
+def _marker(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The options of the test's ``@pytest.mark.clinicdb(...)`` (checked)."""
+    marker = request.node.get_closest_marker("clinicdb")
+    if marker is None:
+        return {}
+    unknown = set(marker.kwargs) - _MARKER_OPTIONS
+    if unknown or marker.args:
+        pytest.fail(
+            f"@pytest.mark.clinicdb: unknown option(s) {sorted(unknown) or list(marker.args)}; "
+            f"valid: {', '.join(sorted(_MARKER_OPTIONS))}",
+            pytrace=False,
+        )
+    settings = marker.kwargs.get("settings", {})
+    if not isinstance(settings, dict):
+        pytest.fail(
+            "@pytest.mark.clinicdb(settings=...): a dict of setting names to values, e.g. "
+            '{"app.current_clinic_id": clinic_id}',
+            pytrace=False,
+        )
+    return dict(marker.kwargs)
 
 
 def _wants_dev_seed(request: pytest.FixtureRequest) -> bool:
     """002 for this test: the run's --clinicdb-dev-seed, or @pytest.mark.clinicdb(dev_seed=True)."""
-    marker = request.node.get_closest_marker("clinicdb")
-    if marker is not None:
-        unknown = set(marker.kwargs) - _MARKER_OPTIONS
-        if unknown or marker.args:
-            pytest.fail(
-                f"@pytest.mark.clinicdb: unknown option(s) {sorted(unknown) or list(marker.args)}; "
-                f"valid: {', '.join(sorted(_MARKER_OPTIONS))}",
-                pytrace=False,
-            )
-        if "dev_seed" in marker.kwargs:
-            return bool(marker.kwargs["dev_seed"])
+    options = _marker(request)
+    if "dev_seed" in options:
+        return bool(options["dev_seed"])
     return context_of(request.config).settings.dev_seed
+
+
+def _acting(request: pytest.FixtureRequest) -> tuple[str | None, dict[str, Any]] | None:
+    """``role``/``settings`` of the marker: the whole test runs as that role (see acting_as)."""
+    options = _marker(request)
+    if "role" not in options and "settings" not in options:
+        return None
+    return options.get("role"), dict(options.get("settings", {}))
 
 
 def _worker_of(request: pytest.FixtureRequest) -> WorkerDatabase:
@@ -353,10 +376,31 @@ def _rolled_back(
         return conn, tx, conn.execute(STARTED).fetchone()
 
     conn, tx, started = _setup(request, begin, worker.template.server)
+    role = _acting(request)
     try:
-        yield conn
+        if role is None:
+            yield conn
+        else:
+            from .tenants import acting_as
+
+            with _as_role(acting_as(conn, role[0], settings=role[1])):
+                yield conn
     finally:
         _after(request, worker, finish(conn, tx, started))
+
+
+@contextlib.contextmanager
+def _as_role(block: Any) -> Iterator[None]:
+    """Enter ``acting_as``; on the way out, an aborted or committed transaction is the verdict's
+    business (reported after the test), not an error of its own."""
+    import psycopg
+
+    block.__enter__()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            block.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -374,7 +418,11 @@ def clinic_db(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any
     CONCURRENTLY`` or ``VACUUM``, use ``clinic_db_fresh``.
 
     With ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the
-    database also holds the DEV/TEST ONLY data of the dev seed (002).
+    database also holds the DEV/TEST ONLY data of the dev seed (002).  With
+    ``@pytest.mark.clinicdb(role="clinic_app", settings={"app.current_clinic_id": id})``
+    the whole test runs as that role with those transaction-local settings, as
+    the application does — the superuser the tests connect as bypasses
+    row-level security, the application role does not.
     """
     yield from _rolled_back(request, _worker_of(request))
 
@@ -462,12 +510,24 @@ async def _rolled_back_async(
 
     dsn = worker.template.server.dsn_for(worker.name)
     conn = await psycopg.AsyncConnection.connect(dsn)
+    role = _acting(request)
     try:
         tx = conn.transaction(force_rollback=True)
         await tx.__aenter__()
         started = await (await conn.execute(STARTED)).fetchone()
         try:
-            yield conn
+            if role is None:
+                yield conn
+            else:
+                from .tenants import acting_as_async
+
+                block = acting_as_async(conn, role[0], settings=role[1])
+                await block.__aenter__()
+                try:
+                    yield conn
+                finally:
+                    with contextlib.suppress(psycopg.Error):
+                        await block.__aexit__(None, None, None)
         finally:
             verdict = await finish_async(conn, tx, started)
     finally:

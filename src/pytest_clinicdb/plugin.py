@@ -21,8 +21,11 @@ from .errors import ClinicDBError
 pytest.register_assert_rewrite("pytest_clinicdb.asserts", "pytest_clinicdb.battery")
 
 MARKER = (
-    "clinicdb(dev_seed=False): per-test options of pytest-clinicdb — dev_seed=True gives "
-    "clinic_db, clinic_db_async and clinic_dsn the DEV/TEST ONLY data of the dev seed"
+    "clinicdb(dev_seed=False, role=None, settings=None): per-test options of pytest-clinicdb — "
+    "dev_seed=True gives clinic_db, clinic_db_async and clinic_dsn the DEV/TEST ONLY data of the "
+    "dev seed; role='clinic_app' with settings={'app.current_clinic_id': id} runs the whole "
+    "clinic_db/clinic_db_dev/clinic_db_async test as that role with those transaction-local "
+    "settings (as the application does: row-level security applies)"
 )
 
 

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClinicDBError, TemplateBuildError
+from .errors import ClinicDBError, SQLFileError, TemplateBuildError
 from .marker import BUILDER_VERSION, PREFIX, Marker, now_iso, read_marker, write_marker
 
 if TYPE_CHECKING:
@@ -479,10 +480,29 @@ class Builder:
             t = time.perf_counter()
             info.notices.extend(run_bootstrap(conn, path))
             info.timings[f"bootstrap {path.name}"] = time.perf_counter() - t
+        shared = [] if info.server.hermetic else cluster_wide_statements(p.bootstrap, p.migrations)
+        if shared:
+            info.notes.append(
+                "the server is shared (not this project's own), and roles, role settings and "
+                "tablespaces are cluster-wide: "
+                + "; ".join(shared)
+                + " — other databases on it see them, and a second build fails where a "
+                "statement is not idempotent (use DO blocks that check pg_roles, or the "
+                "embedded backend, which keeps one cluster per project)"
+            )
         with capture_notices(conn, "migrations") as notices:
-            report = apply_migrations(conn, list(p.migrations))
+            try:
+                report = apply_migrations(conn, list(p.migrations))
+            except SQLFileError as exc:
+                if shared and exc.sqlstate == "42710":
+                    exc.hint = (
+                        "this server is shared and the object is cluster-wide: an earlier build "
+                        "(or another project) created it. Make the statement idempotent (a DO "
+                        "block that checks pg_roles first), or use the embedded backend"
+                    )
+                raise
         info.notices.extend(notices)
-        info.notes = [str(n) for n in report.notes]
+        info.notes += [str(n) for n in report.notes]
         info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
         info.timings["reading and splitting the migrations"] = report.split_seconds
         info.timings["migrations"] = time.perf_counter() - t0
@@ -523,6 +543,30 @@ class Builder:
         info.notices.extend(report.notices)
         info.dev_seed = report.to_dict()
         info.timings[f"dev seed {seed.name}"] = time.perf_counter() - t0
+
+
+_CLUSTER_WIDE = re.compile(
+    r"^\s*(CREATE\s+(ROLE|USER|GROUP|TABLESPACE)|ALTER\s+(ROLE|USER|GROUP)\s+\S+\s+(SET|RESET)"
+    r"|DROP\s+(ROLE|USER|GROUP|TABLESPACE)|ALTER\s+SYSTEM)\b",
+    re.IGNORECASE,
+)
+
+
+def cluster_wide_statements(
+    bootstrap: Sequence[Path], migrations: Sequence[Migration]
+) -> list[str]:
+    """``file line N: CREATE ROLE …`` for each statement whose effect is cluster-wide."""
+    from .sqlfile import read_sql_file
+
+    files = [read_sql_file(p, what="bootstrap file") for p in bootstrap]
+    files += [m.file for m in migrations]
+    found = []
+    for f in files:
+        for stmt in f.statements:
+            if _CLUSTER_WIDE.match(stmt.text):
+                words = " ".join(stmt.text.split()[:3])
+                found.append(f"{f.path.name} line {stmt.line}: {words}")
+    return found
 
 
 def _alternatives(missing: list[str]) -> list[str]:

@@ -121,3 +121,93 @@ def test_table_list_option_limits_the_relaxed_audit(project):
     bad = project.run(*real_database(project), "--clinicdb-dev-seed-tables=clinic.nope")
     assert bad.ret != 0
     bad.stdout.fnmatch_lines(["*pytest-clinicdb: dev seed tables not found: clinic.nope*"])
+
+
+PUBLIC_AUDIT = """
+    CREATE TABLE public.item_audit (item_id int, action text, at timestamptz DEFAULT now());
+    CREATE TABLE public.items (id int PRIMARY KEY, name text);
+    CREATE FUNCTION public.audit_items() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO item_audit (item_id, action) VALUES (NEW.id, TG_OP);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER items_history AFTER INSERT ON items FOR EACH ROW EXECUTE FUNCTION audit_items();
+"""
+
+
+def test_a_failing_dev_seed_errors_only_the_tests_that_need_it(project):
+    project.seed(
+        "002_dev_seed.sql",
+        "INSERT INTO app.items (name) VALUES ('a');\nINSERT INTO app.nope VALUES (1);\n",
+    )
+    project.tests(
+        """
+        import pytest
+
+        def test_base(clinic_db):
+            clinic_db.execute("SELECT 1")
+
+        def test_dev_1(clinic_db_dev):
+            pass
+
+        @pytest.mark.clinicdb(dev_seed=True)
+        def test_dev_2(clinic_db):
+            pass
+
+        def test_dev_3(clinic_db_dev):
+            pass
+
+        def test_base_after(clinic_db_fresh):
+            clinic_db_fresh.execute("SELECT 1")
+        """
+    )
+    result = project.run("-p", "no:randomly")
+    result.assert_outcomes(passed=2, errors=3)
+    out = result.stdout.str()
+    full = 'pytest-clinicdb: seed 002_dev_seed.sql, line 2, column 13: relation "app.nope" does not exist'
+    assert out.count(full) == 1
+    short = (
+        "pytest-clinicdb: the dev template (seed 002) could not be set up "
+        "(the error is shown at test_project.py::test_dev_1)"
+    )
+    assert out.count(short) == 2
+    assert "Interrupted" not in out
+    assert project.leftovers() == []
+
+
+def test_public_schema_audit_triggers_and_an_explicit_table_list(project):
+    project.migration("003_public_audit.sql", PUBLIC_AUDIT)
+    project.seed(
+        "002_dev_seed.sql",
+        """
+        DO $$ BEGIN
+            IF coalesce(nullif(current_setting('app.environment', true), ''), '<unset>')
+                NOT IN ('development', 'test') THEN
+                RAISE EXCEPTION 'DEV/TEST ONLY';
+            END IF;
+        END $$;
+        SET search_path TO public;
+        INSERT INTO items VALUES (1, 'sample'), (2, 'other') ON CONFLICT DO NOTHING;
+        """,
+    )
+    project.tests(
+        """
+        def test_seeded_without_audit(clinic_db_dev):
+            assert clinic_db_dev.execute("SELECT count(*) FROM public.items").fetchone()[0] == 2
+            assert clinic_db_dev.execute("SELECT count(*) FROM public.item_audit").fetchone()[0] == 0
+            clinic_db_dev.execute("INSERT INTO public.items VALUES (3, 'audited')")
+            assert clinic_db_dev.execute("SELECT count(*) FROM public.item_audit").fetchone()[0] == 1
+        """
+    )
+    for args in ([], ["--clinicdb-dev-seed-tables=public.items"]):
+        result = project.run(*args)
+        result.assert_outcomes(passed=1)
+        result.stdout.fnmatch_lines(
+            [
+                "clinicdb: dev seed 002_dev_seed.sql * 1 trigger(s) disabled * 2 row(s) seeded without audit)"
+            ]
+        )
+    bad = project.run("--clinicdb-dev-seed-tables=public.items,public.nope")
+    bad.assert_outcomes(errors=1)
+    bad.stdout.fnmatch_lines(["pytest-clinicdb: dev seed tables not found: public.nope*"])
+    assert project.leftovers() == []

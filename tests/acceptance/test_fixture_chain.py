@@ -143,6 +143,16 @@ register_backend("fakedocker", FakeDocker)
 """
 
 
+def remove_engine(engine) -> None:
+    import shutil
+
+    from pytest_clinicdb.server.cluster import ClusterDir
+
+    for cid in containers(engine):
+        ClusterDir(engine / cid).destroy()
+    shutil.rmtree(engine, ignore_errors=True)
+
+
 def containers(engine) -> list[str]:
     return sorted(p.name for p in engine.iterdir() if p.is_dir() and p.name != "bin")
 
@@ -180,10 +190,7 @@ def test_the_docker_lifecycle_on_a_fake_engine(project, monkeypatch, xdist):
         assert containers(engine) == []
         assert project.leftovers() == []
     finally:
-        for cid in containers(engine):
-            from pytest_clinicdb.server.cluster import ClusterDir
-
-            ClusterDir(engine / cid).destroy()
+        remove_engine(engine)
 
 
 def test_a_killed_runs_container_is_removed_by_the_next_run(project, monkeypatch):
@@ -217,10 +224,7 @@ def test_a_killed_runs_container_is_removed_by_the_next_run(project, monkeypatch
         assert containers(engine) == []
         assert project.leftovers() == []
     finally:
-        for cid in containers(engine):
-            from pytest_clinicdb.server.cluster import ClusterDir
-
-            ClusterDir(engine / cid).destroy()
+        remove_engine(engine)
 
 
 KILLS_THE_SERVER_ASYNC = """

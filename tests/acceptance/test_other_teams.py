@@ -81,7 +81,8 @@ def test_the_battery_and_the_command_judge_what_production_gets(pytester, cache_
     assert lock.returncode == 0, lock.stderr
     check = clinicdb(root, cache_dir, "check", "--json")
     outcomes = {c["check"]: c for c in json.loads(check.stdout)["checks"]}
-    assert len(outcomes) == 7, check.stdout
+    assert len(outcomes) == 8, check.stdout
+    assert outcomes["test_clinicdb_tenants_are_isolated"]["outcome"] == "skipped"
     failed = {n for n, c in outcomes.items() if c["outcome"] == "failed"}
     assert failed == BATTERY_FAILS[name], {n: outcomes[n]["message"] for n in failed}
     assert check.returncode == (1 if failed else 0)
@@ -197,3 +198,51 @@ def test_database_settings_and_grants_reach_every_clone_and_clinicdb_up(pytester
         clinicdb(root, cache_dir, "down")
     with kept_server(cache_dir) as admin:
         assert admin.execute("SELECT count(*) FROM pg_db_role_setting").fetchone()[0] >= 2
+
+
+def test_status_looks_at_every_schema_not_only_clinic(pytester, cache_dir):
+    root = copy_project(pytester, "clinic_public_schema")
+    up = clinicdb(root, cache_dir, "up", "--json")
+    assert up.returncode == 0, up.stderr
+    dsn = json.loads(up.stdout)["dsn"]
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ALTER TABLE public.patients DISABLE TRIGGER patients_updated_at")
+        status = clinicdb(root, cache_dir, "status", "--dsn", dsn)
+        assert status.returncode == 1
+        assert "triggers:    1 disabled" in status.stdout
+        assert "trigger public.patients.patients_updated_at is disabled" in status.stdout
+    finally:
+        clinicdb(root, cache_dir, "down")
+
+
+def test_on_a_shared_server_cluster_wide_statements_are_named(pytester, cache_dir, external_server):
+    admin_dsn, _ = external_server
+    root = copy_project(pytester, "clinic_roles")
+    args = (
+        "-p",
+        "no:cacheprovider",
+        f"--clinicdb-cache-dir={cache_dir}",
+        "--clinicdb-backend=external",
+        f"--clinicdb-dsn={admin_dsn}",
+        "--clinicdb-allow-external-dev-seed",
+    )
+    first = pytester.runpytest_subprocess(*args)
+    first.assert_outcomes(passed=7)
+    first.stdout.fnmatch_lines(
+        [
+            "clinicdb: note: the server is shared (not this project's own), and roles, role "
+            "settings and tablespaces are cluster-wide: 001_roles.sql line * CREATE ROLE app_user;*"
+        ]
+    )
+    # Any change means a new build, and the plain CREATE ROLE meets the role the first one made.
+    last = sorted((root / "sql" / "migrations").glob("*.sql"))[-1]
+    last.write_text(last.read_text() + "\n-- reviewed\n")
+    second = pytester.runpytest_subprocess(*args)
+    assert second.ret != 0
+    second.stdout.fnmatch_lines(
+        [
+            '*migration 001_roles.sql, line *: role "app_user" already exists (SQLSTATE 42710)',
+            "*hint: this server is shared and the object is cluster-wide*",
+        ]
+    )

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pytest_clinicdb.server import ServerInfo
 from pytest_clinicdb.databases import drop_database
+from pytest_clinicdb.server import ServerInfo
 
 
 @pytest.fixture

@@ -187,7 +187,7 @@ def test_check_runs_the_battery_and_reports_json(tmp_path):
     )
     data = json.loads(good.stdout)
     assert good.returncode == 0 and data["ok"] is True, good.stdout
-    assert len(data["checks"]) == 7
+    assert len(data["checks"]) == 8
     assert {c["outcome"] for c in data["checks"]} == {"passed"}
 
     (database / "migrations" / "003_updated_at_function.sql").write_text("SELECT 1;\n")

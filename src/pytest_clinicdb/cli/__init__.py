@@ -38,6 +38,10 @@ PROJECT_OPTIONS = (
     "schemas",
     "audit_tables",
     "partition_function",
+    "tenant_role",
+    "tenant_setting",
+    "tenants",
+    "tenant_shared",
 )
 
 
