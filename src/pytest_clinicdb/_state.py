@@ -172,7 +172,7 @@ def report_server(run: Run, info: ServerInfo, backend: Any) -> None:
     """Leave how the server came up in this process for the terminal summary."""
     start = {"how": getattr(backend, "how", ""), **getattr(backend, "timings", {})}
     where: dict[str, object] = {"cluster": str(info.data_dir.parent)} if info.data_dir else {}
-    pruned = [p.name for p in getattr(backend, "pruned", [])]
+    pruned = [f"{p.name}: {why}" for p, why in getattr(backend, "pruned", [])]
     if pruned:
         where["pruned"] = pruned
     run.write_report(server=info.binaries, server_start=start, **where)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from .runs import RunRef
+    from .server.cluster import ClusterDir
 
 #: Templates kept per project and server by default (the newest used); older ones are dropped.
 KEEP_TEMPLATES = 5
@@ -61,16 +62,46 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
     return found
 
 
-def prune_project_clusters(cache_dir: Path, project: str, *, keep: int, skip: Path) -> list[Path]:
-    """Delete this project's idle kept clusters beyond the ``keep`` most recently used."""
+#: Kept clusters of all projects together, at most (the least recently used idle ones go).
+KEEP_CLUSTERS = 12
+
+
+def prune_clusters(
+    cache_dir: Path, project: str, *, keep: int, skip: Path, keep_all: int = KEEP_CLUSTERS
+) -> list[tuple[Path, str]]:
+    """Delete idle kept clusters that are no longer worth their space; return (path, why).
+
+    - a cluster whose project folders are all gone (a deleted checkout, a temporary copy);
+    - a cluster of an earlier layout of the cache (no ``cluster.json``);
+    - beyond the ``keep`` most recently used clusters of ``project`` (its earlier chains);
+    - beyond the ``keep_all`` most recently used clusters of the whole cache.
+
+    A cluster a live run uses is never deleted.
+    """
     from .server.cluster import clusters
 
-    mine = [c for c in clusters(cache_dir) if c.root != skip and c.meta().get("project") == project]
-    mine.sort(key=lambda c: float(c.meta().get("last_used") or 0), reverse=True)
+    def used(c: ClusterDir) -> float:
+        return float(c.meta().get("last_used") or 0)
+
+    others = sorted((c for c in clusters(cache_dir) if c.root != skip), key=used, reverse=True)
+    doomed: dict[Path, str] = {}
+    for c in others:
+        meta = c.meta()
+        paths = [Path(p) for p in meta.get("project_paths", [])]
+        if not meta:
+            doomed[c.root] = "made by an earlier version of the plugin"
+        elif paths and not any(p.exists() for p in paths):
+            doomed[c.root] = "its project's folders are gone"
+    mine = [c for c in others if c.meta().get("project") == project and c.root not in doomed]
+    for c in mine[max(keep - 1, 0) :]:
+        doomed[c.root] = "an earlier migration chain of this project"
+    rest = [c for c in others if c.root not in doomed]
+    for c in rest[max(keep_all - 1, 0) :]:
+        doomed[c.root] = f"beyond the {keep_all} most recently used clusters of the cache"
     deleted = []
-    for cluster in mine[max(keep - 1, 0) :]:
-        if cluster.stop_if_idle(delete=True) == "deleted":
-            deleted.append(cluster.root)
+    for c in others:
+        if c.root in doomed and c.stop_if_idle(delete=True) == "deleted":
+            deleted.append((c.root, doomed[c.root]))
     return deleted
 
 

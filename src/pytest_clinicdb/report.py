@@ -209,10 +209,7 @@ def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
                 lines.append(line)
     pruned = sorted({c for r in reports for c in r.get("pruned", [])})
     if pruned:
-        lines.append(
-            f"clinicdb: removed {len(pruned)} kept cluster(s) of this project's earlier migration "
-            "chains (beyond --clinicdb-keep-templates):"
-        )
+        lines.append(f"clinicdb: removed {len(pruned)} idle kept cluster(s):")
         lines.extend(f"  {c}" for c in pruned)
     collected = sorted({c for r in reports for c in r.get("collected", [])})
     if collected:

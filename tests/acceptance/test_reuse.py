@@ -74,7 +74,8 @@ def test_one_build_under_xdist_then_reuse_rebuild_on_change_and_on_request(proje
         [
             "clinicdb: server * (new cluster (copy))*",
             "clinicdb: template * (base) built in *",
-            "clinicdb: removed 1 kept cluster(s) of this project's earlier migration chains *",
+            "clinicdb: removed 1 idle kept cluster(s):",
+            "  cluster-*: an earlier migration chain of this project",
         ]
     )
     assert counted() == 2

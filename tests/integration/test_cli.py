@@ -172,9 +172,11 @@ def test_partitions_show_ensure_and_refusal(empty_db):
     )
 
 
-def test_check_runs_the_battery_and_reports_json(tmp_path):
+def test_check_runs_the_battery_and_reports_json(tmp_path, monkeypatch, cache_dir):
     import shutil
 
+    # Its own cache: the copied project is deleted with tmp_path, its cluster with cache_dir.
+    monkeypatch.setenv("CLINICDB_CACHE_DIR", str(cache_dir))
     database = tmp_path / "database"
     shutil.copytree(REPO / "database", database)
     good = clinicdb(

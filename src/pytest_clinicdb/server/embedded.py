@@ -307,8 +307,8 @@ class EmbeddedBackend:
         #: How the server came up in this process: initdb/copy/start seconds.
         self.timings: dict[str, float] = {}
         self.how = ""
-        #: Kept clusters of this project's earlier migration chains removed by the cap.
-        self.pruned: list[Path] = []
+        #: Kept clusters removed (earlier chains of this project, gone projects …) and why.
+        self.pruned: list[tuple[Path, str]] = []
 
     # ------------------------------------------------------------ inputs
 
@@ -356,11 +356,11 @@ class EmbeddedBackend:
 
     def start(self, run: Run) -> ServerInfo:
         cluster = ClusterDir(self.cluster_root(run))
-        from ..gc import prune_project_clusters
+        from ..gc import prune_clusters
 
         stop_idle_clusters(self.settings.cache_dir, skip=cluster.root)
         if self.settings.reuse:
-            self.pruned = prune_project_clusters(
+            self.pruned = prune_clusters(
                 self.settings.cache_dir,
                 self.project.id,
                 keep=self.settings.keep_templates,
