@@ -45,6 +45,12 @@ class Context:
     unmarked: list[str] = field(default_factory=list)
     _run: Run | None = None
     _shut_down: bool = False
+    session: pytest.Session | None = None
+
+    def stop_session(self, why: str) -> None:
+        """Ask pytest to stop after the current test (a set-up everything needs failed)."""
+        if self.session is not None:
+            self.session.shouldstop = why
 
     @cached_property
     def project(self) -> Project:

@@ -63,9 +63,7 @@ def _message(exc: BaseException, server: ServerInfo | None) -> str | None:
     return None
 
 
-def _setup(
-    request: pytest.FixtureRequest, fn: Callable[[], T], server: ServerInfo | None = None
-) -> T:
+def _setup(config: pytest.Config, fn: Callable[[], T], server: ServerInfo | None = None) -> T:
     """Run a set-up step everything needs; on our errors, one readable failure stops the run."""
     try:
         return fn()
@@ -74,7 +72,7 @@ def _setup(
         if message is None:
             raise
     # Outside the except block: the failure shows our message, not a chain of tracebacks.
-    request.session.shouldstop = (
+    context_of(config).stop_session(
         "pytest-clinicdb could not set up the database (see the first error)"
     )
     pytest.fail(message, pytrace=False)
@@ -106,13 +104,13 @@ def _require(request: pytest.FixtureRequest, value: T | SetupFailed) -> T:
 
 
 @pytest.fixture(scope="session")
-def _clinicdb_run(request: pytest.FixtureRequest) -> Run:
+def _clinicdb_run(pytestconfig: pytest.Config) -> Run:
     """The run's directory in the cache: journal of database names, shutdown state, reports."""
-    return _setup(request, context_of(request.config).run)
+    return _setup(pytestconfig, context_of(pytestconfig).run)
 
 
 @pytest.fixture(scope="session")
-def clinic_postgres(request: pytest.FixtureRequest, _clinicdb_run: Run) -> ServerInfo:
+def clinic_postgres(pytestconfig: pytest.Config, _clinicdb_run: Run) -> ServerInfo:
     """The PostgreSQL server of this test session.
 
     A :class:`pytest_clinicdb.ServerInfo` with ``dsn`` (maintenance database),
@@ -126,7 +124,7 @@ def clinic_postgres(request: pytest.FixtureRequest, _clinicdb_run: Run) -> Serve
         def clinic_postgres():
             return pytest_clinicdb.existing_server(os.environ["MY_DSN"])
     """
-    ctx = context_of(request.config)
+    ctx = context_of(pytestconfig)
 
     def start() -> ServerInfo:
         ctx.project.migrations  # a missing folder fails before a server starts  # noqa: B018
@@ -135,7 +133,7 @@ def clinic_postgres(request: pytest.FixtureRequest, _clinicdb_run: Run) -> Serve
         report_server(_clinicdb_run, info, ctx.backend)
         return info
 
-    return _setup(request, start)
+    return _setup(pytestconfig, start)
 
 
 def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
@@ -167,7 +165,7 @@ def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
 
 @pytest.fixture(scope="session")
 def _clinicdb_template(
-    request: pytest.FixtureRequest, clinic_postgres: ServerInfo, _clinicdb_run: Run
+    pytestconfig: pytest.Config, clinic_postgres: ServerInfo, _clinicdb_run: Run
 ) -> TemplateInfo:
     """The template on ``clinic_postgres``: migrations, audit partitions, system seed.
 
@@ -175,7 +173,7 @@ def _clinicdb_template(
     changed.  Override it to build from other inputs, e.g.
     ``return pytest_clinicdb.build_template(clinic_postgres, migrations=[...])``.
     """
-    ctx = context_of(request.config)
+    ctx = context_of(pytestconfig)
 
     def build() -> TemplateInfo:
         ctx.databases(clinic_postgres)  # leftovers of dead runs go before the first build
@@ -183,18 +181,18 @@ def _clinicdb_template(
         _report_template(ctx, _clinicdb_run, info)
         return info
 
-    return _setup(request, build, clinic_postgres)
+    return _setup(pytestconfig, build, clinic_postgres)
 
 
 @pytest.fixture(scope="session")
 def _clinicdb_template_dev(
-    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo, _clinicdb_run: Run
+    pytestconfig: pytest.Config, _clinicdb_template: TemplateInfo, _clinicdb_run: Run
 ) -> TemplateInfo | SetupFailed:
     """The template with the DEV/TEST ONLY seed too: a clone of ``_clinicdb_template`` + seed 002.
 
     If it cannot be built, only the tests that need it error; the others run.
     """
-    ctx = context_of(request.config)
+    ctx = context_of(pytestconfig)
     try:
         info = ctx.builder().dev(_clinicdb_template)
     except Exception as exc:
@@ -220,20 +218,22 @@ class WorkerDatabase:
         self.renew()
 
     def renew(self) -> None:
-        import psycopg
-
         self.close()
         kind = "w" if self.template.variant == "base" else "wd"
         self.name = self.databases.clone(self.template, kind)
-        self.conn = psycopg.connect(self.template.server.dsn_for(self.name))
+        self.conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        from .isolation import TestConnection
+
+        # Autocommit as far as psycopg goes: the fixture opens and ends each test's transaction.
+        return TestConnection.connect(self.template.server.dsn_for(self.name), autocommit=True)
 
     def connection(self) -> psycopg.Connection[Any]:
-        import psycopg
-
         if self.conn is None or self.conn.closed or self.conn.broken:
             if self.conn is not None:
                 self.conn.close()
-            self.conn = psycopg.connect(self.template.server.dsn_for(self.name))
+            self.conn = self._connect()
         return self.conn
 
     def close(self) -> None:
@@ -257,32 +257,32 @@ class WorkerDatabase:
             self.name = ""
 
 
-def _worker(request: pytest.FixtureRequest, template: TemplateInfo) -> WorkerDatabase:
-    ctx = context_of(request.config)
+def _worker(config: pytest.Config, template: TemplateInfo) -> WorkerDatabase:
+    ctx = context_of(config)
     return _setup(
-        request, lambda: WorkerDatabase(template, ctx.databases(template.server)), template.server
+        config, lambda: WorkerDatabase(template, ctx.databases(template.server)), template.server
     )
 
 
 @pytest.fixture(scope="session")
 def _clinicdb_worker(
-    request: pytest.FixtureRequest, _clinicdb_template: TemplateInfo
+    pytestconfig: pytest.Config, _clinicdb_template: TemplateInfo
 ) -> Iterator[WorkerDatabase]:
     """This worker's own clone of ``_clinicdb_template``, shared by its ``clinic_db`` tests."""
-    db = _worker(request, _clinicdb_template)
+    db = _worker(pytestconfig, _clinicdb_template)
     yield db
     db.close()
 
 
 @pytest.fixture(scope="session")
 def _clinicdb_worker_dev(
-    request: pytest.FixtureRequest, _clinicdb_template_dev: TemplateInfo | SetupFailed
+    pytestconfig: pytest.Config, _clinicdb_template_dev: TemplateInfo | SetupFailed
 ) -> Iterator[WorkerDatabase | SetupFailed]:
     """This worker's clone of ``_clinicdb_template_dev`` (seed 002 loaded)."""
     if isinstance(_clinicdb_template_dev, SetupFailed):
         yield _clinicdb_template_dev
         return
-    db = _worker(request, _clinicdb_template_dev)
+    db = _worker(pytestconfig, _clinicdb_template_dev)
     yield db
     db.close()
 
@@ -350,7 +350,9 @@ def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: obje
     if verdict is Verdict.BROKEN:
         dead = died(worker.template.server)
         if dead is not None:
-            request.session.shouldstop = "pytest-clinicdb: the server died (see the first error)"
+            context_of(request.config).stop_session(
+                "pytest-clinicdb: the server died (see the first error)"
+            )
             pytest.fail(f"pytest-clinicdb: {dead}", pytrace=False)
     elif verdict is Verdict.COMMITTED:
         warnings.warn(
@@ -367,15 +369,13 @@ def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: obje
 def _rolled_back(
     request: pytest.FixtureRequest, worker: WorkerDatabase
 ) -> Iterator[psycopg.Connection[Any]]:
-    from .isolation import STARTED, finish
+    from .isolation import begin, finish
 
-    def begin() -> tuple[psycopg.Connection[Any], Any, Any]:
+    def start() -> tuple[psycopg.Connection[Any], Any]:
         conn = worker.connection()
-        tx = conn.transaction(force_rollback=True)
-        tx.__enter__()
-        return conn, tx, conn.execute(STARTED).fetchone()
+        return conn, begin(conn)
 
-    conn, tx, started = _setup(request, begin, worker.template.server)
+    conn, started = _setup(request.config, start, worker.template.server)
     role = _acting(request)
     try:
         if role is None:
@@ -386,7 +386,7 @@ def _rolled_back(
             with _as_role(acting_as(conn, role[0], settings=role[1])):
                 yield conn
     finally:
-        _after(request, worker, finish(conn, tx, started))
+        _after(request, worker, finish(conn, started))
 
 
 @contextlib.contextmanager
@@ -407,14 +407,14 @@ def _as_role(block: Any) -> Iterator[None]:
 def clinic_db(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg 3 connection to the migrated, seeded database, rolled back after the test.
 
-    The test runs inside ``conn.transaction(force_rollback=True)`` on this
-    worker's clone of the template: everything it writes disappears
-    afterwards, and the next test sees the template's contents again.  Use
-    ``with clinic_db.transaction():`` (a savepoint) around statements you
-    expect to fail.  ``clinic_db.commit()`` is an error (psycopg refuses it
-    inside the transaction block); a raw ``COMMIT`` sent as SQL is detected
-    after the test, the worker's database is replaced by a fresh clone and a
-    warning names the test.  For code that must commit, ``CREATE INDEX
+    The test runs inside one transaction on this worker's clone of the
+    template, rolled back afterwards: everything it writes disappears, and the
+    next test sees the template's contents again.  Use ``with
+    clinic_db.transaction():`` (a savepoint) around statements you expect to
+    fail.  ``clinic_db.commit()`` and ``clinic_db.rollback()`` are errors (they
+    would end the test's transaction); a raw ``COMMIT`` sent as SQL is
+    detected after the test, the worker's database is replaced by a fresh
+    clone and a warning names the test.  For code that must commit, ``CREATE INDEX
     CONCURRENTLY`` or ``VACUUM``, use ``clinic_db_fresh``.
 
     With ``--clinicdb-dev-seed`` or ``@pytest.mark.clinicdb(dev_seed=True)`` the
@@ -458,7 +458,7 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
 
     template = _template_of(request)
     databases = context_of(request.config).databases(clinic_postgres)
-    name = _setup(request, lambda: databases.fresh(template), clinic_postgres)
+    name = _setup(request.config, lambda: databases.fresh(template), clinic_postgres)
     try:
         yield clinic_postgres.dsn_for(name)
     finally:
@@ -506,15 +506,13 @@ async def _rolled_back_async(
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     import psycopg
 
-    from .isolation import STARTED, finish_async
+    from .isolation import AsyncTestConnection, begin_async, finish_async
 
     dsn = worker.template.server.dsn_for(worker.name)
-    conn = await psycopg.AsyncConnection.connect(dsn)
+    conn = await AsyncTestConnection.connect(dsn, autocommit=True)
     role = _acting(request)
     try:
-        tx = conn.transaction(force_rollback=True)
-        await tx.__aenter__()
-        started = await (await conn.execute(STARTED)).fetchone()
+        started = await begin_async(conn)
         try:
             if role is None:
                 yield conn
@@ -529,7 +527,7 @@ async def _rolled_back_async(
                     with contextlib.suppress(psycopg.Error):
                         await block.__aexit__(None, None, None)
         finally:
-            verdict = await finish_async(conn, tx, started)
+            verdict = await finish_async(conn, started)
     finally:
         await conn.close()
     _after(request, worker, verdict)
@@ -540,10 +538,10 @@ async def _clinic_db_async(
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     """A psycopg 3 ``AsyncConnection`` with the isolation of ``clinic_db``.
 
-    The test runs inside ``conn.transaction(force_rollback=True)`` on this
-    worker's clone of the template (its own connection, opened in the test's
-    event loop): everything it writes is rolled back; a raw ``COMMIT`` and a
-    dead server are reported exactly as for ``clinic_db``.  The dev seed marker
+    The test runs inside one transaction on this worker's clone of the
+    template (its own connection, opened in the test's event loop), rolled
+    back afterwards; ``commit()`` is refused, a raw ``COMMIT`` and a dead server
+    are reported exactly as for ``clinic_db``.  The dev seed marker
     and option apply as for ``clinic_db``.  Needs pytest-asyncio
     (``pip install "pytest-clinicdb[async]"``); mark the test
     ``@pytest.mark.asyncio`` (or set ``asyncio_mode = auto``).

@@ -133,6 +133,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     return report
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    ctx = session.config.stash.get(CONTEXT_KEY, None)
+    if ctx is not None:
+        ctx.session = session
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     ctx = session.config.stash.get(CONTEXT_KEY, None)

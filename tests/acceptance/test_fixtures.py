@@ -70,6 +70,19 @@ def test_commit_is_an_error_and_raw_commit_is_isolated(project):
             with pytest.raises(psycopg.ProgrammingError, match="commit"):
                 clinic_db.commit()
 
+        def test_rollback_and_autocommit_refused_savepoints_allowed(clinic_db):
+            clinic_db.execute("INSERT INTO app.items (name) VALUES ('kept')")
+            with pytest.raises(psycopg.ProgrammingError, match="rollback"):
+                clinic_db.rollback()
+            assert clinic_db.autocommit is False  # statements run in the test's transaction
+            with pytest.raises(psycopg.ProgrammingError, match="autocommit"):
+                clinic_db.autocommit = True
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                with clinic_db.transaction():  # a savepoint: only it is rolled back
+                    clinic_db.execute("INSERT INTO app.items (name) VALUES ('KEPT')")
+            assert clinic_db.execute("SELECT count(*) FROM app.items").fetchone()[0] == 1
+            assert clinic_db.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
         def test_raw_commit(clinic_db):
             clinic_db.execute("INSERT INTO app.items (name) VALUES ('leaked')")
             clinic_db.execute("COMMIT")
@@ -80,7 +93,7 @@ def test_commit_is_an_error_and_raw_commit_is_isolated(project):
         """
     )
     result = project.run("-v", "-p", "no:randomly")
-    result.assert_outcomes(passed=3, warnings=1)
+    result.assert_outcomes(passed=4, warnings=1)
     result.stdout.fnmatch_lines(
         ["*test_raw_commit committed inside clinic_db*replaced by a fresh clone*"]
     )
