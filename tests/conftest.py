@@ -98,6 +98,10 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
             cluster.stop()
 
 
+#: What the plugin keeps on a server between runs: templates and the checkpoints builds resume from.
+KEPT = ("clinicdb_tpl_", "clinicdb_ckpt_")
+
+
 def user_databases(conn: psycopg.Connection[object]) -> list[str]:
     """Names of a server's databases other than ``postgres``, ``template0`` and ``template1``."""
     rows = conn.execute(

@@ -52,6 +52,20 @@ def apply_carry(admin: psycopg.Connection[Any], name: str, carry: dict[str, Any]
         admin.execute(statement)
 
 
+def wait_for_no_sessions(
+    admin: psycopg.Connection[Any], name: str, wait: float = DROP_WAIT
+) -> None:
+    """Wait (briefly) for the backends of closed connections to ``name`` to leave."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        busy = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+        if not busy or not busy[0]:
+            return
+        time.sleep(0.002)
+
+
 def drop_database(
     admin: psycopg.Connection[Any],
     name: str,
@@ -75,14 +89,7 @@ def drop_database(
         return False
     if only_if_not_template and row[0]:
         return False
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        busy = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
-        ).fetchone()
-        if not busy or not busy[0]:
-            break
-        time.sleep(0.002)
+    wait_for_no_sessions(admin, name, wait)
     if row[0]:
         admin.execute(
             sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name))

@@ -140,9 +140,14 @@ def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
     if info.built:
         ctx.collect_garbage(info.server)  # the cap counts the template just built
     if info.server.data_dir is not None:  # the header's "kept from an earlier run"
-        index = info.server.data_dir.parent / "templates"
-        index.mkdir(exist_ok=True)
-        (index / info.name).touch()
+        from .server.cluster import ClusterDir
+
+        cluster = ClusterDir(info.server.data_dir.parent)
+        cluster.templates.mkdir(exist_ok=True)
+        (cluster.templates / info.name).touch()
+        if info.checkpoints:  # what a later chain of this project may resume from
+            known = dict(cluster.meta().get("checkpoints", {}))
+            cluster.write_meta(checkpoints={**known, **info.checkpoints})
     run.write_report(
         # The server as the chain saw it (also when a conftest brought its own).
         server=info.server.binaries,
@@ -158,6 +163,8 @@ def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
                 "partitions": info.partitions,
                 "dev_seed": info.dev_seed,
                 "notes": info.notes,
+                "resumed": info.resumed,
+                "migrations": len([m for m in ctx.project.migrations if m.kind == "versioned"]),
             }
         },
     )

@@ -167,23 +167,27 @@ def collect_garbage(
             owner = marker.owner_ref
             if owner is None or owner.id != run.id:
                 drop(name, "unfinished template build", lock=f"{PREFIX}tpl_{marker.key}")
-        elif marker.kind == "template":
+        elif marker.kind in ("template", "checkpoint"):
             templates.append((name, marker))
-    fresh: list[tuple[str, str, bool]] = []
+    fresh: dict[str, list[tuple[str, str, bool]]] = {"template": [], "checkpoint": []}
     for name, marker in templates:
         in_use = marker.in_use(run)
         if marker.builder != BUILDER_VERSION:
             stale = f"built by builder version {marker.builder}"
-        elif str(marker.partition_start or "") < month.isoformat():
+        elif marker.kind == "template" and str(marker.partition_start or "") < month.isoformat():
             stale = "its audit partition window starts in a past month"
         else:
             if marker.project == project:
-                fresh.append((str(marker.last_used or marker.built_at or ""), name, in_use))
+                used = str(marker.last_used or marker.built_at or "")
+                fresh[marker.kind].append((used, name, in_use))
             continue
         if not in_use:
-            drop(name, f"stale template: {stale}", lock=name)
-    fresh.sort(reverse=True)
-    for _used, name, in_use in fresh[max(keep_templates, 0) :]:
-        if not in_use:
-            drop(name, f"beyond the {keep_templates} most recently used templates", lock=name)
+            drop(name, f"stale {marker.kind}: {stale}", lock=name)
+    # Checkpoints (migrations-only states a later build resumes from): two per chain are made.
+    caps = {"template": keep_templates, "checkpoint": 2 * keep_templates}
+    for kind, found in fresh.items():
+        found.sort(reverse=True)
+        for _used, name, in_use in found[max(caps[kind], 0) :]:
+            if not in_use:
+                drop(name, f"beyond the {caps[kind]} most recently used {kind}s", lock=name)
     return dropped

@@ -277,6 +277,8 @@ def _ledger_id() -> sql.Composable:
 def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
     """Create the ledger table, or add the columns an older one lacks (in its own transaction)."""
     with conn.transaction():
+        # "already exists, skipping" is no news: the user's notices are the ones that matter.
+        conn.execute("SET LOCAL client_min_messages = warning")
         conn.execute(
             sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LEDGER_SCHEMA))
         )

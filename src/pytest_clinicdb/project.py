@@ -70,6 +70,25 @@ class Project:
             h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.content_bytes() + b"\0")
         return h.hexdigest()[:10]
 
+    def prefix_keys(self, major: int) -> list[str]:
+        """The keys of the migrations-only states after 0, 1 … n versioned migrations.
+
+        A checkpoint carries one: a build whose chain starts with the same
+        bootstrap and migrations resumes from it.
+        """
+        from .templates import file_bytes
+
+        h = _digest(f"builder={BUILDER_VERSION}".encode(), f"major={major}".encode())
+        for path in self.bootstrap:
+            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + file_bytes(path) + b"\0")
+        keys = [h.hexdigest()[:16]]
+        for mig in self.migrations:
+            if mig.kind != "versioned":
+                continue
+            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.content_bytes() + b"\0")
+            keys.append(h.hexdigest()[:16])
+        return keys
+
     # ------------------------------------------------------------ files
 
     @cached_property

@@ -112,7 +112,13 @@ def _template_status(entries: list[Report]) -> str:
     if builders:
         b = builders[0]
         again = "rebuilt (--clinicdb-rebuild)" if b.get("rebuilt") else "built"
-        return f"{again} in {float(b.get('seconds') or 0):.2f} s by {b['worker']}"
+        resumed = ""
+        if b.get("resumed"):
+            resumed = (
+                f" (resumed after {b['resumed']} of {b.get('migrations')} migrations, "
+                "from a checkpoint)"
+            )
+        return f"{again} in {float(b.get('seconds') or 0):.2f} s by {b['worker']}{resumed}"
     if any(e.get("rebuilt") for e in entries):
         return "rebuilt (--clinicdb-rebuild) by another process of this run"
     when = entries[0].get("built_at") or "an earlier run"

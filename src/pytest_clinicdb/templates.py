@@ -32,7 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClinicDBError, SQLFileError, TemplateBuildError
-from .marker import BUILDER_VERSION, PREFIX, Marker, now_iso, read_marker, write_marker
+from .marker import (
+    BUILDER_VERSION,
+    PREFIX,
+    Marker,
+    marked_databases,
+    now_iso,
+    read_marker,
+    write_marker,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -128,6 +136,10 @@ class TemplateInfo:
     carry: dict[str, Any] = field(default_factory=dict)
     #: what the runner noticed while building (ignored psql meta-commands …)
     notes: list[str] = field(default_factory=list)
+    #: versioned migrations taken from a checkpoint instead of being applied (0: full build)
+    resumed: int = 0
+    #: checkpoints this build passed (prefix key -> cluster-wide state then)
+    checkpoints: dict[str, str] = field(default_factory=dict)
     #: ensures the template again (it was dropped under us); set by the builder
     renew: Callable[[], TemplateInfo] | None = field(default=None, repr=False, compare=False)
 
@@ -180,7 +192,68 @@ class TemplateInfo:
         )
 
 
-BuildStep = Callable[["psycopg.Connection[Any]", TemplateInfo], None]
+class BuildSession:
+    """The database being built, and the build's way to keep a snapshot of it (a checkpoint).
+
+    ``conn`` is an autocommit connection to it, opened on first use.  A
+    snapshot needs it closed (``CREATE DATABASE … TEMPLATE`` refuses a source
+    with sessions): :meth:`snapshot` closes it and the next use reopens it.
+    """
+
+    def __init__(self, admin: psycopg.Connection[Any], server: ServerInfo, name: str) -> None:
+        self.admin = admin
+        self.server = server
+        self.name = name
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.server.dsn_for(self.name), autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def snapshot(self, name: str, marker: Marker) -> bool:
+        """Copy the database as it is now into template ``name`` unless it exists; True if made."""
+        from psycopg import errors, sql
+
+        from .databases import create_database, drop_database, wait_for_no_sessions
+
+        marker.carry = read_carry(self.conn)
+        self.close()
+        lock = build_lock_id(name)
+        self.admin.execute("SELECT pg_advisory_lock(%s)", (lock,))
+        try:
+            if self.admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone():
+                return False
+            wait_for_no_sessions(self.admin, self.name)
+            try:
+                create_database(self.admin, name, self.name, self.server.major)
+                write_marker(self.admin, name, marker)
+                self.admin.execute(
+                    sql.SQL(
+                        "ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+                    ).format(sql.Identifier(name))
+                )
+            except errors.DuplicateDatabase:
+                return False
+            except BaseException:
+                drop_database(self.admin, name, only_if_not_template=True)
+                raise
+            return True
+        finally:
+            self.admin.execute("SELECT pg_advisory_unlock(%s)", (lock,))
+
+
+BuildStep = Callable[[BuildSession, TemplateInfo], None]
 
 
 def _lock_id(name: str) -> int:
@@ -256,7 +329,6 @@ def _build(
     source_carry: dict[str, Any] | None,
     project: str | None,
 ) -> TemplateInfo:
-    import psycopg
     from psycopg import sql
 
     from .databases import apply_carry, create_database, drop_database
@@ -273,9 +345,12 @@ def _build(
         )
         if source_carry:
             apply_carry(admin, building, source_carry)
-        with psycopg.connect(server.dsn_for(building), autocommit=True) as conn:
-            build(conn, info)
-            info.carry = read_carry(conn)
+        session = BuildSession(admin, server, building)
+        try:
+            build(session, info)
+            info.carry = read_carry(session.conn)
+        finally:
+            session.close()
         info.seconds = time.perf_counter() - started
         admin.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -431,16 +506,49 @@ class Builder:
             options=self.options("base"),
         )
 
+    # ------------------------------------------------------------ checkpoints
+
+    def find_checkpoint(self, server: ServerInfo) -> tuple[str, Marker] | None:
+        """The checkpoint of the longest prefix of this chain the server holds and may resume.
+
+        Usable only while the server's cluster-wide state (roles, role settings,
+        tablespaces) is what it was when the checkpoint was taken: a later
+        migration that created a role must not find it there already.
+        """
+        import psycopg
+
+        if self.settings.rebuild:
+            return None  # --clinicdb-rebuild: from the start, whatever is kept
+        keys = self.project.prefix_keys(server.major)
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
+            found = {
+                m.key: (name, m)
+                for name, m in marked_databases(admin)
+                if m is not None and m.kind == "checkpoint" and m.builder == BUILDER_VERSION
+            }
+            if not found:
+                return None
+            state = cluster_state(admin)
+            for key in reversed(keys[1:]):
+                hit = found.get(key)
+                if hit is not None and hit[1].cluster_state == state:
+                    write_marker(admin, hit[0], hit[1].with_user(self.run))
+                    return hit
+        return None
+
     # ------------------------------------------------------------ variants
 
     def base(self, server: ServerInfo) -> TemplateInfo:
         spec = self.spec(server.major)
+        resume = self.find_checkpoint(server)
         info = ensure_template(
             server,
             spec,
-            build=lambda conn, info: self._build_base(conn, info, spec),
+            build=lambda session, info: self._build_base(session, info, spec, resume),
             run=self.run,
             rebuild=self.settings.rebuild,
+            source=resume[0] if resume else None,
+            source_carry=resume[1].carry if resume else None,
             project=self.project.id,
         )
         info.renew = lambda: self.base(server)
@@ -452,7 +560,7 @@ class Builder:
         info = ensure_template(
             server,
             spec,
-            build=lambda conn, info: self._build_dev(conn, info, base),
+            build=lambda session, info: self._build_dev(session, info, base),
             run=self.run,
             rebuild=self.settings.rebuild,
             source=base.name,
@@ -465,7 +573,11 @@ class Builder:
     # ------------------------------------------------------------ steps
 
     def _build_base(
-        self, conn: psycopg.Connection[Any], info: TemplateInfo, spec: TemplateSpec
+        self,
+        session: BuildSession,
+        info: TemplateInfo,
+        spec: TemplateSpec,
+        resume: tuple[str, Marker] | None,
     ) -> None:
         from .migrations import apply_migrations, preflight_extensions
         from .partitions import ensure_window
@@ -473,13 +585,21 @@ class Builder:
 
         p = self.project
         t0 = time.perf_counter()
+        versioned = [m for m in p.migrations if m.kind == "versioned"]
+        done = resume[1].count if resume else 0
+        info.resumed = done
+        conn = session.conn
         preflight_extensions(
-            conn, p.migrations, binaries_note=info.server.binaries, alternatives=_alternatives
+            conn,
+            [m for m in p.migrations if m.kind != "versioned" or versioned.index(m) >= done],
+            binaries_note=info.server.binaries,
+            alternatives=_alternatives,
         )
-        for path in p.bootstrap:
-            t = time.perf_counter()
-            info.notices.extend(run_bootstrap(conn, path))
-            info.timings[f"bootstrap {path.name}"] = time.perf_counter() - t
+        if not done:
+            for path in p.bootstrap:
+                t = time.perf_counter()
+                info.notices.extend(run_bootstrap(conn, path))
+                info.timings[f"bootstrap {path.name}"] = time.perf_counter() - t
         shared = [] if info.server.hermetic else cluster_wide_statements(p.bootstrap, p.migrations)
         if shared:
             info.notes.append(
@@ -490,21 +610,45 @@ class Builder:
                 "statement is not idempotent (use DO blocks that check pg_roles, or the "
                 "embedded backend, which keeps one cluster per project)"
             )
-        with capture_notices(conn, "migrations") as notices:
-            try:
-                report = apply_migrations(conn, list(p.migrations))
-            except SQLFileError as exc:
-                if shared and exc.sqlstate == "42710":
-                    exc.hint = (
-                        "this server is shared and the object is cluster-wide: an earlier build "
-                        "(or another project) created it. Make the statement idempotent (a DO "
-                        "block that checks pg_roles first), or use the embedded backend"
-                    )
-                raise
-        info.notices.extend(notices)
-        info.notes += [str(n) for n in report.notes]
-        info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
-        info.timings["reading and splitting the migrations"] = report.split_seconds
+        keys = self.project.prefix_keys(info.server.major)
+        # Two checkpoints: after all but the newest versioned migration (an edit of the newest
+        # resumes there) and after all of them (a new migration or a seed edit resumes there).
+        stops = sorted({n for n in (len(versioned) - 1, len(versioned)) if n > done})
+        split = 0.0
+        for stop in [*stops, None]:
+            chain = list(p.migrations) if stop is None else versioned[:stop]
+            with capture_notices(conn, "migrations") as notices:
+                try:
+                    report = apply_migrations(conn, chain)
+                except SQLFileError as exc:
+                    if shared and exc.sqlstate == "42710":
+                        exc.hint = (
+                            "this server is shared and the object is cluster-wide: an earlier "
+                            "build (or another project) created it. Make the statement "
+                            "idempotent (a DO block that checks pg_roles first), or use the "
+                            "embedded backend"
+                        )
+                    raise
+            info.notices.extend(notices)
+            info.notes += [str(n) for n in report.notes]
+            info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
+            split += report.split_seconds
+            if stop is not None and stop > 0:
+                t = time.perf_counter()
+                marker = Marker(
+                    "checkpoint",
+                    key=keys[stop],
+                    count=stop,
+                    builder=BUILDER_VERSION,
+                    project=self.project.id,
+                    built_at=now_iso(),
+                    cluster_state=cluster_state(conn),
+                )
+                if session.snapshot(f"{PREFIX}ckpt_{keys[stop]}", marker):
+                    info.timings[f"checkpoint after {stop} migrations"] = time.perf_counter() - t
+                info.checkpoints[keys[stop]] = str(marker.cluster_state)
+                conn = session.conn
+        info.timings["reading and splitting the migrations"] = split
         info.timings["migrations"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         info.partitions = ensure_window(
@@ -520,11 +664,10 @@ class Builder:
             info.notices.extend(load_seed(conn, p.system_seed))
             info.timings[f"seed {p.system_seed.name}"] = time.perf_counter() - t2
 
-    def _build_dev(
-        self, conn: psycopg.Connection[Any], info: TemplateInfo, base: TemplateInfo
-    ) -> None:
+    def _build_dev(self, session: BuildSession, info: TemplateInfo, base: TemplateInfo) -> None:
         from .seeds import load_dev_seed
 
+        conn = session.conn
         s = self.settings
         seed = self.project.dev_seed()
         t0 = time.perf_counter()
@@ -567,6 +710,25 @@ def cluster_wide_statements(
                 words = " ".join(stmt.text.split()[:3])
                 found.append(f"{f.path.name} line {stmt.line}: {words}")
     return found
+
+
+def cluster_state(conn: psycopg.Connection[Any]) -> str:
+    """A fingerprint of what is cluster-wide: roles, memberships, role settings, tablespaces."""
+    row = conn.execute(
+        "SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) FROM ("
+        " SELECT 'role ' || rolname || ' ' || rolsuper::text || rolinherit::text"
+        "   || rolcreaterole::text || rolcreatedb::text || rolcanlogin::text"
+        "   || rolreplication::text || rolbypassrls::text || rolconnlimit::text"
+        "   || coalesce(array_to_string(rolconfig, ','), '') FROM pg_roles"
+        " UNION ALL SELECT 'member ' || r.rolname || ' ' || m.rolname FROM pg_auth_members a"
+        "   JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member"
+        " UNION ALL SELECT 'setting ' || coalesce(r.rolname, '*') || ' '"
+        "   || array_to_string(s.setconfig, ',') FROM pg_db_role_setting s"
+        "   LEFT JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0"
+        " UNION ALL SELECT 'tablespace ' || spcname FROM pg_tablespace"
+        ") t(x)"
+    ).fetchone()
+    return str(row[0]) if row else ""
 
 
 def _alternatives(missing: list[str]) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 
 from pytest_clinicdb.cli import main as clinicdb
 
-from ..conftest import databases, kept_clusters, kept_server, postgres_processes, wait_for
+from ..conftest import KEPT, databases, kept_clusters, kept_server, postgres_processes, wait_for
 
 pytestmark = pytest.mark.acceptance
 
@@ -86,10 +86,10 @@ def test_one_build_under_xdist_then_reuse_rebuild_on_change_and_on_request(proje
     forced.stdout.fnmatch_lines(["clinicdb: template * (base) rebuilt (--clinicdb-rebuild) in *"])
     assert counted() == 3, "a rebuild is done once per run, not once per worker"
 
-    assert [d for d in databases(project.cache_dir) if d.startswith("clinicdb_")] == [
-        d for d in databases(project.cache_dir) if d.startswith("clinicdb_tpl_")
-    ]
-    assert len(databases(project.cache_dir)) == 1
+    kept = databases(project.cache_dir)
+    assert all(d.startswith(KEPT) for d in kept), kept
+    assert sum(d.startswith("clinicdb_tpl_") for d in kept) == 1
+    assert sum(d.startswith("clinicdb_ckpt_") for d in kept) == 2  # after 2 and 3 migrations
     assert project.leftovers() == []
 
 
@@ -133,7 +133,8 @@ def test_fresh_and_worker_clones_are_dropped(project, xdist):
     project.tests(FRESH_TESTS)
     project.run(*xdist).assert_outcomes(passed=4)
     names = databases(project.cache_dir)
-    assert len(names) == 1 and names[0].startswith("clinicdb_tpl_"), names
+    assert all(n.startswith(KEPT) for n in names), names
+    assert sum(n.startswith("clinicdb_tpl_") for n in names) == 1
     assert project.leftovers() == []
 
 
@@ -183,7 +184,7 @@ def test_keep_failed_keeps_the_database_and_prints_a_working_dsn(project, capsys
     after = project.run()
     after.assert_outcomes(passed=1)
     after.stdout.fnmatch_lines(["  clinicdb_f_*: kept database of run *, which has ended"])
-    assert [d for d in databases(project.cache_dir) if not d.startswith("clinicdb_tpl_")] == []
+    assert [d for d in databases(project.cache_dir) if not d.startswith(KEPT)] == []
     assert project.leftovers() == []
 
 
@@ -219,4 +220,36 @@ def test_gc_drops_a_killed_runs_databases_but_not_others(project):
     after = databases(project.cache_dir)
     assert "clinicdb_made_by_hand" in after and "someone_elses" in after
     assert not any(d.startswith(("clinicdb_f_", "clinicdb_w_")) for d in after), after
+    assert project.leftovers() == []
+
+
+def test_editing_the_newest_migration_resumes_where_the_chain_changed(project, counted):
+    """A new chain's cluster starts as a copy of the earlier chain's, and the build resumes from
+    the checkpoint before the changed file: only that file runs again."""
+    project.migration("004_last.sql", "CREATE TABLE app.notes (id int);\n")
+    project.tests(FOUR_TESTS)
+    project.run().assert_outcomes(passed=4)
+    assert counted() == 1
+    project.migration("004_last.sql", "CREATE TABLE app.notes (id int, body text);\n")
+    edited = project.run("--clinicdb-timings")
+    edited.assert_outcomes(passed=4)
+    edited.stdout.fnmatch_lines(
+        [
+            "clinicdb: server * (new cluster (copy of the earlier chain's, with its checkpoint "
+            "after 3))*",
+            "clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a "
+            "checkpoint)",
+        ]
+    )
+    timed = [line.split()[1] for line in edited.stdout.lines if line.startswith("    migration ")]
+    assert timed == ["004_last.sql"]
+    assert counted() == 1, "the counting migration (003) did not run again"
+    # An edit further back finds no checkpoint of its prefix: a build from the start.
+    project.migration(
+        "002_flags.sql", (project.migrations / "002_flags.sql").read_text() + "-- edit\n"
+    )
+    full = project.run()
+    full.assert_outcomes(passed=4)
+    full.stdout.fnmatch_lines(["clinicdb: server * (new cluster (copy))*"])
+    assert counted() == 2
     assert project.leftovers() == []

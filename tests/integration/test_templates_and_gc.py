@@ -174,8 +174,8 @@ def spec(tmp_path: Path) -> TemplateSpec:
 def test_built_once_reused_and_rebuilt_once_per_run(admin, server, tmp_path):
     builds: list[str] = []
 
-    def build(conn, info):
-        conn.execute("CREATE TABLE t (id int)")
+    def build(session, info):
+        session.conn.execute("CREATE TABLE t (id int)")
         builds.append(info.key)
 
     s = spec(tmp_path)
@@ -202,9 +202,9 @@ def test_built_once_reused_and_rebuilt_once_per_run(admin, server, tmp_path):
 def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_path):
     s = spec(tmp_path)
 
-    def broken(conn, info):
-        conn.execute("CREATE TABLE half_done (id int)")
-        conn.execute("SELECT 1 / 0")
+    def broken(session, info):
+        session.conn.execute("CREATE TABLE half_done (id int)")
+        session.conn.execute("SELECT 1 / 0")
 
     with pytest.raises(TemplateBuildError, match="division by zero") as info:
         ensure_template(server, s, build=broken, run=live_run("run-a"))
@@ -213,7 +213,10 @@ def test_a_failed_build_leaves_nothing_and_releases_the_lock(admin, server, tmp_
     assert names(admin) == set()
 
     info = ensure_template(
-        server, s, build=lambda conn, info: conn.execute("SELECT 1"), run=live_run("run-a")
+        server,
+        s,
+        build=lambda session, info: session.conn.execute("SELECT 1"),
+        run=live_run("run-a"),
     )
     assert info.built and names(admin) == {s.name}
 
@@ -244,7 +247,10 @@ def make_pool(server, template: str, names: list[str]):
 def test_pool_hands_out_clones_made_ahead_and_drops_them_all(admin, server, tmp_path):
     s = spec(tmp_path)
     ensure_template(
-        server, s, build=lambda conn, info: conn.execute("CREATE TABLE t (id int)"), run=None
+        server,
+        s,
+        build=lambda session, info: session.conn.execute("CREATE TABLE t (id int)"),
+        run=None,
     )
     made: list[str] = []
     pool = make_pool(server, s.name, made)

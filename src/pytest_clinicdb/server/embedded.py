@@ -33,6 +33,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from filelock import Timeout
+
 from ..binaries import (
     Account,
     PgBinaries,
@@ -431,6 +433,9 @@ class EmbeddedBackend:
                 "(e.g. under /tmp or /dev/shm)",
             )
         try:
+            resumed = self._from_earlier_chain(cluster, launcher)
+            if resumed is not None:
+                return resumed
             self._wipe(cluster)
             launcher.prepare(cluster)
             password = self._copy_pristine(cluster, launcher)
@@ -440,6 +445,57 @@ class EmbeddedBackend:
         except BaseException:
             self._wipe(cluster)
             raise
+
+    def _from_earlier_chain(self, cluster: ClusterDir, launcher: Launcher) -> ServerInfo | None:
+        """A new chain's cluster as a copy of an earlier chain's, when that one holds a
+        checkpoint of a prefix of the new chain (an edit of the newest migration, a new one).
+
+        Only while the copy's cluster-wide state (roles, role settings …) is what it was at the
+        checkpoint: otherwise the copy is thrown away and the cluster starts from the pristine
+        data directory, so a rebuild never meets a role an earlier chain created.
+        """
+        import psycopg
+
+        from ..templates import cluster_state
+        from .cluster import clusters
+
+        keys = self.project.prefix_keys(self.found.major)
+        best: tuple[int, ClusterDir, str] | None = None
+        for other in clusters(self.settings.cache_dir):
+            meta = other.meta()
+            if other.root == cluster.root or meta.get("project") != self.project.id:
+                continue
+            if meta.get("build") != self.build_id() or not other.initdb_done.exists():
+                continue
+            saved = meta.get("checkpoints", {})
+            for count in range(len(keys) - 1, 0, -1):
+                if keys[count] in saved and (best is None or count > best[0]):
+                    best = (count, other, str(saved[keys[count]]))
+                    break
+        if best is None:
+            return None
+        count, source, expected = best
+        state = source.state()
+        try:
+            with source.file_lock(timeout=0):
+                if source.running() or source.live_users() or not state:
+                    return None
+                self._wipe(cluster)
+                launcher.prepare(cluster)
+                t0 = time.perf_counter()
+                _copy_tree(source.data, cluster.data)
+                self.timings["copy"] = time.perf_counter() - t0
+        except Timeout:
+            return None
+        cluster.initdb_done.write_text("ok\n")
+        how = f"new cluster (copy of the earlier chain's, with its checkpoint after {count})"
+        info = self._launch(cluster, launcher, str(state["password"]), how)
+        with psycopg.connect(info.dsn, autocommit=True) as admin:
+            if cluster_state(admin) == expected:
+                return info
+        cluster.stop()
+        self._wipe(cluster)
+        return None
 
     def _copy_pristine(self, cluster: ClusterDir, launcher: Launcher) -> str:
         """Fill the cluster's data directory from the pristine copy (made by initdb once)."""

@@ -1,0 +1,153 @@
+"""Incremental builds: a changed or new migration re-applies only from the first changed file.
+
+The result must be the database a build from scratch makes: both are compared
+by catalog and data fingerprints (every section, every table's rows).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pytest_clinicdb.config import resolve
+from pytest_clinicdb.databases import create_database, drop_database
+from pytest_clinicdb.fingerprint import differences, fingerprint
+from pytest_clinicdb.project import Project
+from pytest_clinicdb.runs import RunRef
+from pytest_clinicdb.templates import Builder, TemplateInfo
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def project_copy(tmp_path: Path) -> Path:
+    """The clinic database, made unique (its own checkpoints) by a comment in the first file."""
+    root = tmp_path / "db"
+    shutil.copytree(REPO / "database", root)
+    first = sorted((root / "migrations").glob("*.sql"))[0]
+    first.write_text(f"-- copy {uuid.uuid4().hex}\n" + first.read_text())
+    return root
+
+
+def builder(root: Path, *, rebuild: bool = False) -> Builder:
+    given = {
+        "migrations": [str(root / "migrations")],
+        "seeds": str(root / "seeds"),
+        "rebuild": rebuild,
+    }
+    settings = resolve(given.get, lambda name: None, env={}, rootdir=root)
+    return Builder(Project(settings), settings, RunRef.new())
+
+
+def scratch(root: Path, server) -> TemplateInfo:
+    """The same chain built without any checkpoint (a server-side copy of what a new server
+    would do): checkpoints are looked for, none is found."""
+    b = builder(root)
+    b.find_checkpoint = lambda server: None  # type: ignore[method-assign]
+    return b.base(server)
+
+
+#: Set by now() and gen_random_uuid() when a seed runs: two builds differ there by design.
+VOLATILE = ("id", "created_at", "updated_at")
+
+
+def fingerprint_of(server, template: TemplateInfo) -> dict[str, str]:
+    name = f"clinicdb_fp_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        create_database(admin, name, template.name, server.major)
+        try:
+            with psycopg.connect(server.dsn_for(name)) as conn:
+                return fingerprint(conn, exclude_columns=VOLATILE)
+        finally:
+            drop_database(admin, name)
+
+
+def drop_templates(server, *names: str) -> None:
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        for name in names:
+            drop_database(admin, name)
+
+
+def test_editing_the_newest_migration_resumes_from_the_checkpoint_before_it(
+    clinic_postgres, tmp_path
+):
+    root = project_copy(tmp_path)
+    migrations = sorted((root / "migrations").glob("*.sql"))
+    first = builder(root).base(clinic_postgres)
+    assert (first.built, first.resumed) == (True, 0)
+    assert len(first.checkpoints) == 2  # after n-1 and after n
+
+    migrations[-1].write_text(
+        migrations[-1].read_text() + "\nCOMMENT ON TABLE clinic.patients IS 'edited';\n"
+    )
+    edited = builder(root).base(clinic_postgres)
+    assert (edited.built, edited.resumed) == (True, len(migrations) - 1)
+    applied = [k for k in edited.timings if k.startswith("migration ")]
+    assert applied == [f"migration {migrations[-1].name}"]
+
+    # The same chain from scratch is the same database.
+    incremental = fingerprint_of(clinic_postgres, edited)
+    drop_templates(clinic_postgres, edited.name)
+    full = scratch(root, clinic_postgres)
+    assert (full.built, full.resumed) == (True, 0)
+    assert differences(incremental, fingerprint_of(clinic_postgres, full)) == []
+    # ... and the fingerprint does see a difference when there is one.
+    drop_templates(clinic_postgres, full.name)
+    migrations[-1].write_text(migrations[-1].read_text().replace("'edited'", "'changed'"))
+    other = builder(root).base(clinic_postgres)
+    assert differences(incremental, fingerprint_of(clinic_postgres, other)) == [
+        "comments",
+        "rows of clinicdb.migrations",  # the changed file's checksum
+    ]
+
+
+def test_a_new_migration_and_a_seed_edit_apply_only_what_changed(clinic_postgres, tmp_path):
+    root = project_copy(tmp_path)
+    count = len(list((root / "migrations").glob("*.sql")))
+    builder(root).base(clinic_postgres)
+
+    (root / "migrations" / "999_late_column.sql").write_text(
+        "ALTER TABLE clinic.clinics ADD COLUMN motto text;\n"
+    )
+    appended = builder(root).base(clinic_postgres)
+    assert appended.resumed == count
+    assert [k for k in appended.timings if k.startswith("migration ")] == [
+        "migration 999_late_column.sql"
+    ]
+
+    seed = next((root / "seeds").glob("001_*.sql"))
+    seed.write_text(seed.read_text() + "\n-- reviewed\n")
+    seeded = builder(root).base(clinic_postgres)
+    assert seeded.built and seeded.resumed == count + 1
+    assert [k for k in seeded.timings if k.startswith("migration ")] == []
+    assert f"seed {seed.name}" in seeded.timings
+    drop_templates(clinic_postgres, seeded.name)
+    full = scratch(root, clinic_postgres)
+    assert (
+        differences(fingerprint_of(clinic_postgres, full), fingerprint_of(clinic_postgres, seeded))
+        == []
+    )
+
+
+def test_a_checkpoint_is_not_resumed_once_the_cluster_wide_state_moved_on(
+    clinic_postgres, tmp_path
+):
+    root = project_copy(tmp_path)
+    builder(root).base(clinic_postgres)
+    role = f"clinicdb_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(clinic_postgres.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role}")
+    try:
+        migrations = sorted((root / "migrations").glob("*.sql"))
+        migrations[-1].write_text(migrations[-1].read_text() + "\n-- edited\n")
+        assert builder(root).find_checkpoint(clinic_postgres) is None
+        rebuilt = builder(root).base(clinic_postgres)
+        assert rebuilt.resumed == 0
+    finally:
+        with psycopg.connect(clinic_postgres.dsn, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE {role}")
