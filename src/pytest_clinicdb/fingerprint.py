@@ -79,14 +79,15 @@ def fingerprint(conn: Any, *, exclude_columns: tuple[str, ...] = ()) -> dict[str
     by ``now()``: two builds at two moments differ there by design).
     """
     found: dict[str, str] = {}
-    for section, query in _SECTIONS.items():
-        found[section] = _digest(conn.execute(query).fetchall())
+    for section, text in _SECTIONS.items():
+        found[section] = _digest(conn.execute(text).fetchall())
     tables = conn.execute(
         f"SELECT {qualified('c.oid')} FROM pg_class c "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
         f"WHERE c.relkind IN ('r', 'm') AND {_USER} ORDER BY 1"
     ).fetchall()
     for (table,) in tables:
+        query: sql.Composable
         if table == _LEDGER:
             columns = sql.SQL(", ").join(map(sql.Identifier, _LEDGER_COLUMNS))
             query = sql.SQL("SELECT {} FROM {}").format(columns, sql.SQL(table))
