@@ -54,10 +54,11 @@ def _system_seed(request: pytest.FixtureRequest) -> Path:
 
 
 def _dev_seed(request: pytest.FixtureRequest) -> Path:
+    project = context_of(request.config).project
     try:
-        return context_of(request.config).project.dev_seed()
-    except ClinicDBError as exc:
-        pytest.skip(f"no dev seed: {exc.message}")
+        return project.dev_seed()
+    except ClinicDBError:
+        pytest.skip(f"no dev seed: {project.no_dev_seed()}")
 
 
 def _audit_tables(request: pytest.FixtureRequest, conn: psycopg.Connection[Any]) -> list[str]:

@@ -554,7 +554,9 @@ def _dbmate_sections(entry: Entry) -> None:
                     f"{_line(text, max(end - 1, downs[0].start()))}) not run",
                 )
             )
-    entry.file = replace(file, runnable_text=_blank(text, masks), allow_empty=True)
+    entry.file = replace(
+        file, runnable_text=_blank(text, masks), kept_text=_cut(text, masks), allow_empty=True
+    )
 
 
 def _goose(scan: FolderScan, files: list[Path], datas: dict[Path, bytes]) -> None:
@@ -660,7 +662,11 @@ def _goose_sections(entry: Entry) -> None:
             )
         )
     entry.file = replace(
-        file, runnable_text=_blank(text, masks), no_transaction=no_tx, allow_empty=True
+        file,
+        runnable_text=_blank(text, masks),
+        kept_text=_cut(text, masks),
+        no_transaction=no_tx,
+        allow_empty=True,
     )
 
 
@@ -706,6 +712,19 @@ def _ledger_name(path: Path) -> str:
 
 def _line(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
+
+
+def _cut(text: str, masks: list[tuple[int, int]]) -> str | None:
+    """``text`` without the ``masks`` ranges (what runs, for the checksum)."""
+    if not masks:
+        return None
+    parts = []
+    pos = 0
+    for start, end in masks:
+        parts.append(text[pos:start])
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def _blank(text: str, masks: list[tuple[int, int]]) -> str | None:

@@ -121,26 +121,25 @@ class Project:
         return self._seed(self.settings.dev_seed_file, DEV_SEED_PATTERN, "dev seed", True)
 
     def dev_seed(self) -> Path:
-        """The DEV/TEST ONLY seed (002); an error naming where it was looked for if none."""
+        """The DEV/TEST ONLY seed (002); an error saying why there is none."""
         seed = self._dev_seed
         if seed is not None:
             return seed
-        if self.settings.dev_seed_file == "":
-            raise SeedNotFoundError(
-                "the dev seed was requested but it is switched off "
-                f"({self.settings.source_of('dev_seed_file')} none)",
-                hint="name it with --clinicdb-dev-seed-file=FILE (ini clinicdb_dev_seed_file)",
-            )
-        where = (
-            f"in the seeds folder {self.settings.seeds}"
-            if self.settings.seeds is not None
-            else "(seeds are switched off with --clinicdb-seeds none)"
-        )
         raise SeedNotFoundError(
-            f"the dev seed was requested but there is no {DEV_SEED_PATTERN} {where}",
+            f"a test needs the dev seed, but {self.no_dev_seed()}",
             hint="name the file with --clinicdb-dev-seed-file=FILE (ini clinicdb_dev_seed_file), "
             "or point --clinicdb-seeds=DIR at the folder holding 002_*.sql",
         )
+
+    def no_dev_seed(self) -> str:
+        """Why the project has no dev seed, naming the setting that says so."""
+        s = self.settings
+        if s.dev_seed_file == "":
+            return f"it is switched off ({s.source_of('dev_seed_file')} = none)"
+        if s.seeds is None:
+            source = s.source_of("seeds")
+            return f"there is no dev seed file and seeds are switched off ({source} = none)"
+        return f"there is no {DEV_SEED_PATTERN} in the seeds folder {s.display_path(s.seeds)}"
 
     def _seed(self, option: str | None, pattern: str, what: str, optional: bool) -> Path | None:
         s = self.settings

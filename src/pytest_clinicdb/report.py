@@ -41,6 +41,7 @@ def header_lines(ctx: Context) -> list[str]:
         layout = f" ({', '.join(tools)} layout)" if tools else ""
         migrations = f"{len(found)} migrations in {folders}{layout}"
         notes = [str(n) for n in getattr(found, "notes", [])]
+        notes += [str(n) for m in found for n in m.notes]
     except ClinicDBError as exc:
         migrations = f"migrations unusable ({exc.message})"
     try:

@@ -173,6 +173,13 @@ class SQLFile:
     runnable_text: str | None = None
     no_transaction: Outside | None = None
     allow_empty: bool = False
+    #: the text without the parts that never run (not blanked: removed), for the checksum
+    kept_text: str | None = None
+
+    @property
+    def _own_bytes(self) -> bytes:
+        """What identifies this file's effect: the whole file, or only the parts that run."""
+        return self.data if self.kept_text is None else self.kept_text.encode("utf-8")
 
     @property
     def runnable(self) -> str:
@@ -192,8 +199,8 @@ class SQLFile:
     def content_bytes(self) -> bytes:
         """The bytes that decide what this file does: its own and its included files'."""
         if not self.includes:
-            return self.data
-        parts = [self.data]
+            return self._own_bytes
+        parts = [self._own_bytes]
         for inc in self.includes:
             parts += [b"\0include\0", os.fsencode(inc.path.name), b"\0", inc.data]
         return b"".join(parts)
@@ -217,7 +224,8 @@ class SQLFile:
 
         Equal to :attr:`legacy_checksum` for an LF file without BOM or includes.
         """
-        h = hashlib.sha256(normalized_bytes(self.data))
+        # A down section that never runs is not part of it: fixing one is not an edit.
+        h = hashlib.sha256(normalized_bytes(self._own_bytes))
         for inc in self.includes:
             h.update(b"\0include\0" + os.fsencode(inc.path.name) + b"\0")
             h.update(normalized_bytes(inc.data))

@@ -92,7 +92,21 @@ def run(args: argparse.Namespace) -> int:
 
         report = apply_migrations(conn, migrations, progress=progress)
     if args.json:
-        print(json.dumps({"ok": True, "applied": report.applied, "skipped": report.skipped}))
+        print(
+            json.dumps(
+                {
+                    "ok": True,
+                    "applied": report.applied,
+                    "reapplied": report.reapplied,
+                    "skipped": report.skipped,
+                }
+            )
+        )
     else:
-        print(f"applied {len(report.applied)} migration(s), {len(report.skipped)} already applied")
+        again = f" ({len(report.reapplied)} of them again: {', '.join(report.reapplied)})"
+        print(
+            f"applied {len(report.applied)} migration(s)"
+            + (again if report.reapplied else "")
+            + f", {len(report.skipped)} already applied"
+        )
     return EXIT_OK
