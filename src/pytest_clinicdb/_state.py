@@ -102,12 +102,11 @@ class Context:
         self.collect_garbage(server)
 
     def collect_garbage(self, server: ServerInfo) -> None:
-        import psycopg
-
+        from .connect import connect
         from .gc import collect_garbage
 
         run = self.run()
-        with psycopg.connect(server.dsn, autocommit=True) as admin:
+        with connect(server.dsn, autocommit=True) as admin:
             dropped = collect_garbage(
                 admin,
                 run.ref,

@@ -238,6 +238,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         False,
     ),
     OptionSpec(
+        "connection_wait",
+        "seconds to wait for a free connection slot on a busy server before stopping with a "
+        "message",
+        "int",
+        30,
+        metavar="SECONDS",
+    ),
+    OptionSpec(
         "check",
         "run the seed author's battery (lock file, seed idempotency and guards, triggers, "
         "audit partitions) instead of the collected tests",
@@ -290,6 +298,7 @@ class Settings:
     keep_failed: bool = False
     timings: bool = False
     check: bool = False
+    connection_wait: int = 30
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -454,6 +463,7 @@ def resolve(
         keep_templates=int(str(values["keep_templates"])),
         keep_failed=bool(values["keep_failed"]),
         timings=bool(values["timings"]),
+        connection_wait=int(str(values["connection_wait"])),
         check=bool(values["check"]),
         dev_seed=bool(values["dev_seed"]),
         dev_seed_mode=str(values["dev_seed_mode"]),

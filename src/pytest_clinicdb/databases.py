@@ -111,11 +111,18 @@ class Databases:
         self.drop_times: list[float] = []
 
     def admin(self) -> psycopg.Connection[Any]:
-        """An autocommit connection to the maintenance database (one per process and server)."""
-        import psycopg
+        """An autocommit connection to the maintenance database (one per process and server).
+
+        It holds the run's liveness lock for as long as the process lives (see
+        :func:`pytest_clinicdb.gc.hold_run_lock`): a run on another host tells this
+        run's databases from a dead run's by asking the server.
+        """
+        from .connect import connect
+        from .gc import hold_run_lock
 
         if self._admin is None or self._admin.closed or self._admin.broken:
-            self._admin = psycopg.connect(self.server.dsn, autocommit=True)
+            self._admin = connect(self.server.dsn, autocommit=True)
+            hold_run_lock(self._admin, self.run.id)
         return self._admin
 
     def new_name(self, kind: str) -> str:

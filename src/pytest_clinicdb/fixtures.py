@@ -231,10 +231,13 @@ class WorkerDatabase:
         self.conn = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
+        from .connect import connect
         from .isolation import TestConnection
 
         # Autocommit as far as psycopg goes: the fixture opens and ends each test's transaction.
-        return TestConnection.connect(self.template.server.dsn_for(self.name), autocommit=True)
+        dsn = self.template.server.dsn_for(self.name)
+        conn: psycopg.Connection[Any] = connect(dsn, cls=TestConnection, autocommit=True)
+        return conn
 
     def connection(self) -> psycopg.Connection[Any]:
         if self.conn is None or self.conn.closed or self.conn.broken:
@@ -496,9 +499,9 @@ def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     ``clinic_db_fresh.autocommit = True`` first.  The database is dropped after
     the test.
     """
-    import psycopg
+    from .connect import connect
 
-    conn = psycopg.connect(clinic_dsn)
+    conn: psycopg.Connection[Any] = connect(clinic_dsn)
     try:
         yield conn
     finally:
@@ -513,10 +516,11 @@ async def _rolled_back_async(
 ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
     import psycopg
 
+    from .connect import connect_async
     from .isolation import AsyncTestConnection, begin_async, finish_async
 
     dsn = worker.template.server.dsn_for(worker.name)
-    conn = await AsyncTestConnection.connect(dsn, autocommit=True)
+    conn = await connect_async(dsn, cls=AsyncTestConnection, autocommit=True)
     role = _acting(request)
     try:
         started = await begin_async(conn)

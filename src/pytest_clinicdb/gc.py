@@ -15,11 +15,13 @@ Three kinds of leftovers, each collected by the next run that comes along:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .marker import BUILDER_VERSION, PREFIX, marked_databases
+from .marker import BUILDER_VERSION, PREFIX, Marker, marked_databases
 from .runs import (
     RUN_DIR_PREFIX,
     journaled,
@@ -37,6 +39,46 @@ if TYPE_CHECKING:
 
 #: Templates kept per project and server by default (the newest used); older ones are dropped.
 KEEP_TEMPLATES = 5
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def _run_lock(run_id: str) -> int:
+    digest = hashlib.sha256(f"pytest-clinicdb run {run_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def hold_run_lock(conn: psycopg.Connection[Any], run_id: str) -> None:
+    """Hold the run's liveness lock on ``conn`` (a shared advisory lock, for the connection's life).
+
+    Every process of a run that uses a server holds it on its connection to the
+    maintenance database.  The server drops it the moment the process dies,
+    whatever the host: that is how another run, anywhere, tells a live run's
+    databases from a dead one's.
+    """
+    conn.execute("SELECT pg_advisory_lock_shared(%s)", (_run_lock(run_id),))
+
+
+#: ``clinicdb_<kind>_<run id>_<worker>_<n>``: the names Databases gives, journaled before use.
+_CLONE_NAME = re.compile(r"^clinicdb_(?:w|wd|f|fd)_([0-9a-f]{8})_[A-Za-z0-9]+_[0-9]+$")
+
+
+def run_lock_held(admin: psycopg.Connection[Any], run_id: str) -> bool:
+    """Whether any process of run ``run_id`` holds its liveness lock on this server."""
+    key = _run_lock(run_id)
+    row = admin.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if row and row[0]:
+        admin.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return False
+    return True
+
+
+def run_alive(admin: psycopg.Connection[Any], ref: RunRef) -> bool:
+    """Whether the run ``ref`` is alive: its process (this host), else its lock on the server."""
+    if ref.local:
+        return ref.alive()
+    return run_lock_held(admin, ref.id)
 
 
 def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
@@ -152,17 +194,35 @@ def collect_garbage(
             if lock_id is not None:
                 admin.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
 
+    live: dict[str, bool] = {}
+
+    def alive(ref: RunRef | None) -> bool:
+        if ref is None or ref.id == run.id:
+            return True
+        if ref.id not in live:
+            live[ref.id] = run_alive(admin, ref)
+        return live[ref.id]
+
+    def in_use(marker: Marker) -> bool:
+        return any(alive(r) for r in marker.user_refs())
+
     journal = set(unmarked)
     templates = []
     for name, marker in marked_databases(admin):
         if marker is None:
-            if name in journal:
+            # Created, then killed before the comment was written: the local journal names it,
+            # or (another host's run) its name does and the server says the run is gone.
+            named = _CLONE_NAME.match(name)
+            if name in journal or (
+                named and named.group(1) != run.id and not run_lock_held(admin, named.group(1))
+            ):
                 drop(name, "created by a run that ended before marking it")
             continue
         if marker.kind in ("clone", "kept"):
             owner = marker.owner_ref
-            if owner is not None and owner.id != run.id and not owner.alive():
-                drop(name, f"{marker.kind} database of run {owner.id}, which has ended")
+            if owner is not None and not alive(owner):
+                where = "" if owner.local else f" on {owner.host}"
+                drop(name, f"{marker.kind} database of run {owner.id}{where}, which has ended")
         elif marker.kind == "building":
             owner = marker.owner_ref
             if owner is None or owner.id != run.id:
@@ -171,23 +231,23 @@ def collect_garbage(
             templates.append((name, marker))
     fresh: dict[str, list[tuple[str, str, bool]]] = {"template": [], "checkpoint": []}
     for name, marker in templates:
-        in_use = marker.in_use(run)
+        used = in_use(marker)
         if marker.builder != BUILDER_VERSION:
             stale = f"built by builder version {marker.builder}"
         elif marker.kind == "template" and str(marker.partition_start or "") < month.isoformat():
             stale = "its audit partition window starts in a past month"
         else:
             if marker.project == project:
-                used = str(marker.last_used or marker.built_at or "")
-                fresh[marker.kind].append((used, name, in_use))
+                last = str(marker.last_used or marker.built_at or "")
+                fresh[marker.kind].append((last, name, used))
             continue
-        if not in_use:
+        if not used:
             drop(name, f"stale {marker.kind}: {stale}", lock=name)
     # Checkpoints (migrations-only states a later build resumes from): two per chain are made.
     caps = {"template": keep_templates, "checkpoint": 2 * keep_templates}
     for kind, found in fresh.items():
         found.sort(reverse=True)
-        for _used, name, in_use in found[max(caps[kind], 0) :]:
-            if not in_use:
+        for _last, name, busy in found[max(caps[kind], 0) :]:
+            if not busy:
                 drop(name, f"beyond the {caps[kind]} most recently used {kind}s", lock=name)
     return dropped

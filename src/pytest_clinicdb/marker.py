@@ -25,6 +25,8 @@ from .runs import RunRef
 PREFIX = "clinicdb_"
 TAG = "pytest-clinicdb"
 #: Bump when the way templates are built changes: old templates become stale.
+#: (Database names: ``clinicdb_tpl_``, ``clinicdb_ckpt_``, ``clinicdb_build_`` and the clones'
+#: ``clinicdb_<w|wd|f|fd>_<run>_<worker>_<n>``, see databases.py and gc.py.)
 BUILDER_VERSION = "2"
 
 

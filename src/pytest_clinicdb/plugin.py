@@ -101,6 +101,9 @@ def pytest_configure(config: pytest.Config) -> None:
             except ClinicDBError as exc:
                 raise pytest.UsageError(f"pytest-clinicdb: {exc}") from None
     config.stash[CONTEXT_KEY] = ctx
+    from .connect import set_wait
+
+    set_wait(settings.connection_wait)
     from . import fixtures
 
     config.pluginmanager.register(fixtures, "clinicdb-fixtures")

@@ -26,6 +26,8 @@ from typing import Any
 
 import psycopg
 
+from .connect import connect
+
 _STOP = ""
 #: Clones made at the same time, each by its own thread and connection.  Two
 #: halve the wait of short tests on a 2-core machine (FILE_COPY clones are
@@ -101,11 +103,11 @@ class ClonePool:
 
     def _clone_loop(self) -> None:
         try:
-            with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
+            with connect(self.admin_dsn, autocommit=True) as admin:
                 while not self._stop.is_set():
                     name = self.make(admin)
                     # The first connection builds the relation cache file: do it here.
-                    with psycopg.connect(self.dsn_for(name)) as warm:
+                    with connect(self.dsn_for(name)) as warm:
                         warm.execute("SELECT 1")
                     while not self._stop.is_set():
                         try:
@@ -126,7 +128,7 @@ class ClonePool:
                 break
             try:
                 if admin is None or admin.closed:
-                    admin = psycopg.connect(self.admin_dsn, autocommit=True)
+                    admin = connect(self.admin_dsn, autocommit=True)
                 self.drop(admin, name)
             except (psycopg.Error, ValueError) as exc:
                 self.drop_errors.append(f"{name}: {exc}")

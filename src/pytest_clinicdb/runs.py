@@ -38,6 +38,12 @@ JOURNAL = "databases"
 SERVERS = "servers"
 
 
+def host_identity() -> str:
+    """This machine's name in run records (``CLINICDB_HOST_ID`` overrides it, for containers
+    that share a hostname)."""
+    return os.environ.get("CLINICDB_HOST_ID") or socket.gethostname()
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -74,7 +80,7 @@ class RunRef:
 
     @classmethod
     def of(cls, run_id: str, pid: int) -> RunRef:
-        return cls(run_id, pid, process_start_time(pid), socket.gethostname())
+        return cls(run_id, pid, process_start_time(pid), host_identity())
 
     @classmethod
     def new(cls) -> RunRef:
@@ -93,9 +99,14 @@ class RunRef:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def local(self) -> bool:
+        return self.host == host_identity()
+
     def alive(self) -> bool:
-        """Whether the run's process still runs.  A run on another host counts as alive."""
-        if self.host != socket.gethostname():
+        """Whether the run's process still runs.  A run on another host counts as alive here;
+        the server can tell (:func:`pytest_clinicdb.gc.run_alive`)."""
+        if not self.local:
             return True
         return pid_alive(self.pid) and process_start_time(self.pid) == self.start
 

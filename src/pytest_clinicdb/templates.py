@@ -208,10 +208,10 @@ class BuildSession:
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
-        import psycopg
+        from .connect import connect
 
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.server.dsn_for(self.name), autocommit=True)
+            self._conn = connect(self.server.dsn_for(self.name), autocommit=True)
         return self._conn
 
     def close(self) -> None:
@@ -287,10 +287,11 @@ def ensure_template(
     """
     import psycopg
 
+    from .connect import connect
     from .databases import drop_database
 
     name = spec.name
-    with psycopg.connect(server.dsn, autocommit=True) as admin:
+    with connect(server.dsn, autocommit=True) as admin:
         admin.execute(
             "SELECT set_config('lock_timeout', %s, false)", (f"{int(BUILD_LOCK_TIMEOUT * 1000)}",)
         )
@@ -515,12 +516,13 @@ class Builder:
         tablespaces) is what it was when the checkpoint was taken: a later
         migration that created a role must not find it there already.
         """
-        import psycopg
 
         if self.settings.rebuild:
             return None  # --clinicdb-rebuild: from the start, whatever is kept
+        from .connect import connect
+
         keys = self.project.prefix_keys(server.major)
-        with psycopg.connect(server.dsn, autocommit=True) as admin:
+        with connect(server.dsn, autocommit=True) as admin:
             found = {
                 m.key: (name, m)
                 for name, m in marked_databases(admin)

@@ -31,7 +31,7 @@ from pytest_clinicdb.server.cluster import ClusterDir
 from pytest_clinicdb.server.embedded import start_standalone
 from pytest_clinicdb.templates import TemplateSpec, build_lock_id, current_month, ensure_template
 
-from ..conftest import user_databases
+from ..conftest import user_databases, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -275,3 +275,24 @@ def test_pool_switches_off_when_it_cannot_clone(admin, server):
     assert isinstance(pool.error, psycopg.errors.InvalidCatalogName)
     assert pool.close() == []
     assert names(admin) == set()
+
+
+def test_an_unmarked_clone_of_another_hosts_run_goes_only_once_its_lock_is_gone(admin, server):
+    """Killed between CREATE DATABASE and COMMENT, on another host: no journal here, but the
+    name says which run made it, and the server says whether that run is alive."""
+    from pytest_clinicdb.gc import hold_run_lock
+
+    create(admin, "clinicdb_f_0badc0de_gw0_1")  # the name the plugin gives, no marker
+    create(admin, "clinicdb_f_notarun_gw0_1")  # not a run id: never ours to judge
+    with psycopg.connect(server.dsn, autocommit=True) as other_host:
+        hold_run_lock(other_host, "0badc0de")
+        assert collect_garbage(admin, live_run("current")) == []
+    # The other host's process is gone: so is its lock.
+    assert wait_for(
+        lambda: (
+            dict(collect_garbage(admin, live_run("current"))).get("clinicdb_f_0badc0de_gw0_1")
+            == "created by a run that ended before marking it"
+        ),
+        timeout=10,
+    )
+    assert names(admin) == {"clinicdb_f_notarun_gw0_1"}
