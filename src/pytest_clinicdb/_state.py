@@ -67,8 +67,9 @@ class Context:
 
     def builder(self) -> Builder:
         from .templates import Builder
+        from .watch import tell_stderr
 
-        return Builder(self.project, self.settings, self.run_ref)
+        return Builder(self.project, self.settings, self.run_ref, tell=tell_stderr)
 
     def run(self) -> Run:
         """The run directory (created on first use, by whichever process comes first)."""
@@ -118,10 +119,30 @@ class Context:
             earlier = list(run.report().get("collected", []))
             run.write_report(collected=[*earlier, *(f"{n}: {w}" for n, w in dropped)])
             if server.data_dir is not None:
-                index = server.data_dir.parent / "templates"
                 for name, _why in dropped:
                     with contextlib.suppress(OSError):
-                        (index / name).unlink()
+                        (server.data_dir.parent / "templates" / name).unlink()
+        if server.data_dir is not None:
+            self._forget_kept(server)
+
+    def _forget_kept(self, server: ServerInfo) -> None:
+        """The server stays up for kept databases only while some are left."""
+        from .connect import connect
+        from .marker import marked_databases
+
+        users = server.data_dir.parent / "users" if server.data_dir else None
+        kept = sorted(users.glob("kept-*.json")) if users and users.is_dir() else []
+        if not kept:
+            return
+        with connect(server.dsn, autocommit=True) as admin:
+            owners = {
+                m.owner_ref.id
+                for _, m in marked_databases(admin)
+                if m is not None and m.kind == "kept" and m.owner_ref is not None
+            }
+        for path in kept:
+            if path.stem[len("kept-") :] not in owners:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         for databases in self.databases_by_server.values():

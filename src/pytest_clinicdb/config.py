@@ -238,6 +238,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         False,
     ),
     OptionSpec(
+        "build_timeout",
+        "seconds a template build step (a migration, a seed) may run before it is cancelled "
+        "with an error naming it (0: no limit)",
+        "int",
+        300,
+        metavar="SECONDS",
+    ),
+    OptionSpec(
         "connection_wait",
         "seconds to wait for a free connection slot on a busy server before stopping with a "
         "message",
@@ -299,6 +307,7 @@ class Settings:
     timings: bool = False
     check: bool = False
     connection_wait: int = 30
+    build_timeout: int = 300
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -464,6 +473,7 @@ def resolve(
         keep_failed=bool(values["keep_failed"]),
         timings=bool(values["timings"]),
         connection_wait=int(str(values["connection_wait"])),
+        build_timeout=int(str(values["build_timeout"])),
         check=bool(values["check"]),
         dev_seed=bool(values["dev_seed"]),
         dev_seed_mode=str(values["dev_seed_mode"]),

@@ -25,6 +25,7 @@ without parsing the message::
     ├── TriggersLeftDisabledError    a trigger is disabled after seeding
     ├── PartitionError               a partitioned table cannot be read or covered
     ├── TemplateBuildError           building a template failed (cause chained)
+    ├── BuildTimeoutError            a build step ran past --clinicdb-build-timeout
     └── CheckError                   a check was called with arguments it cannot use
 
 Errors cross process boundaries (pytest-xdist sends them from workers to the
@@ -231,6 +232,38 @@ class TemplateBuildError(ClinicDBError):
             message, hint = cause.message, cause.hint
         else:
             message, hint = (str(cause).strip() or type(cause).__name__), None
+        super().__init__(message, hint=hint)
+
+
+class BuildTimeoutError(ClinicDBError):
+    """A build step ran longer than ``--clinicdb-build-timeout`` and was cancelled."""
+
+    def __init__(
+        self,
+        step: str,
+        seconds: float,
+        *,
+        where: str = "",
+        blockers: list[str] | None = None,
+    ) -> None:
+        self.step = step
+        self.seconds = seconds
+        self.where = where
+        self.blockers = blockers or []
+        message = (
+            f"{where or step} ran longer than {seconds:.0f} s (--clinicdb-build-timeout) and "
+            "was cancelled; nothing of the build is kept"
+        )
+        if self.blockers:
+            message += "\n  it was waiting for a lock held by:\n" + "\n".join(
+                f"    {b}" for b in self.blockers
+            )
+            hint = "end or commit that session, then run again"
+        else:
+            hint = (
+                "make the step faster, or raise --clinicdb-build-timeout (ini "
+                "clinicdb_build_timeout; 0 for no limit)"
+            )
         super().__init__(message, hint=hint)
 
 

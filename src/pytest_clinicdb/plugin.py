@@ -17,6 +17,12 @@ from ._state import CONTEXT_KEY, PHASE_REPORTS_KEY, Context, context_of
 from .config import OPTIONS, resolve
 from .errors import ClinicDBError
 
+# Build progress must reach the terminal past pytest's output capture, which starts after
+# plugins load: keep a handle on stderr as it is now.
+from .watch import keep_terminal
+
+keep_terminal()
+
 # The assertion helpers and the battery use plain asserts; let pytest rewrite them.
 pytest.register_assert_rewrite("pytest_clinicdb.asserts", "pytest_clinicdb.battery")
 
@@ -91,6 +97,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         ctx = Context(settings, RunRef.new(), "main", is_owner=True)
         atexit.register(ctx.shutdown)
+        _end_on_sigterm(config)
         if settings.backend == "embedded" and (settings.pg_bin or settings.pg_version):
             from .server.embedded import EmbeddedBackend
 
@@ -114,6 +121,28 @@ def pytest_configure(config: pytest.Config) -> None:
         spec = importlib.util.find_spec("pytest_clinicdb.battery")
         assert spec is not None and spec.origin is not None
         config.args[:] = [spec.origin]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _end_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (CI cancellation, ``timeout``, IDEs) ends the run as Ctrl-C does: teardown,
+    summary, servers released — unless someone else already handles SIGTERM."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    config.add_cleanup(restore)
 
 
 @pytest.hookimpl(optionalhook=True)

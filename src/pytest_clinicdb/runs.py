@@ -141,9 +141,11 @@ class Run:
         self.dir = cache_dir / f"{RUN_DIR_PREFIX}{ref.id}"
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(cache_dir, 0o755)
+            # Others (the server account) may pass through, but neither list nor write.
+            os.chmod(cache_dir, 0o711)
             (self.dir / SERVERS).mkdir(parents=True, exist_ok=True)
-            os.chmod(self.dir, 0o755)
+            os.chmod(self.dir, 0o711)
+            os.chmod(self.dir / SERVERS, 0o700)
             owner = self.dir / OWNER_FILE
             if not owner.exists():
                 _write_json(owner, ref.to_dict())

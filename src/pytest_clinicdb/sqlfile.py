@@ -51,6 +51,7 @@ among its first comment lines.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 import re
@@ -950,6 +951,10 @@ def _refuse_outside(sqlfile: SQLFile, plan: Plan) -> None:
     raise SQLSyntaxUnsupportedError(safe_path(reason.path), reason.line, message, hint=hint)
 
 
+#: How long a statement may run while the runner looks for the one a cancelled batch was on.
+LOCATE_TIMEOUT = "1s"
+
+
 def _run_batch(conn: psycopg.Connection[Any], unit: Unit, error_cls: type[SQLFileError]) -> None:
     if len(unit.statements) == 1:
         _run_statement(conn, unit.source, unit.statements[0], error_cls)
@@ -959,6 +964,18 @@ def _run_batch(conn: psycopg.Connection[Any], unit: Unit, error_cls: type[SQLFil
         with conn.transaction():
             conn.execute(text.encode("utf-8"))
         return
+    except psycopg.errors.QueryCanceled as exc:
+        # Cancelled from outside (the build's timeout) or by statement_timeout: running the
+        # batch again would wait as long again.  Find the slow statement instead: again one by
+        # one, each allowed a moment, all rolled back; the one that takes longer is named.
+        with (
+            contextlib.suppress(psycopg.errors.QueryCanceled),
+            conn.transaction(force_rollback=True),
+        ):
+            conn.execute(f"SET LOCAL statement_timeout = '{LOCATE_TIMEOUT}'")
+            for stmt in unit.statements:
+                _run_statement(conn, unit.source, stmt, error_cls)
+        raise _file_error(unit.source, unit.statements[0], exc, error_cls) from exc
     except psycopg.Error as exc:
         pos = exc.diag.statement_position
         if pos and pos.isdigit():

@@ -200,11 +200,29 @@ class BuildSession:
     with sessions): :meth:`snapshot` closes it and the next use reopens it.
     """
 
-    def __init__(self, admin: psycopg.Connection[Any], server: ServerInfo, name: str) -> None:
+    def __init__(
+        self,
+        admin: psycopg.Connection[Any],
+        server: ServerInfo,
+        name: str,
+        *,
+        timeout: float = 0,
+        tell: Callable[[str], None] | None = None,
+        what: str = "",
+    ) -> None:
+        from .watch import BuildWatch
+
         self.admin = admin
         self.server = server
         self.name = name
         self._conn: psycopg.Connection[Any] | None = None
+        self.watch = BuildWatch(
+            server.dsn, self._backend_pid, timeout=timeout, tell=tell, what=what or name
+        )
+
+    def _backend_pid(self) -> int | None:
+        conn = self._conn
+        return conn.info.backend_pid if conn is not None and not conn.closed else None
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -212,12 +230,35 @@ class BuildSession:
 
         if self._conn is None or self._conn.closed:
             self._conn = connect(self.server.dsn_for(self.name), autocommit=True)
+            if self.server.major >= 14:
+                # A build whose pytest died stops at its next check instead of running on.
+                self._conn.execute("SET client_connection_check_interval = '2s'")
         return self._conn
 
-    def close(self) -> None:
+    def begin(self, step: str) -> None:
+        """The build starts ``step`` (shown on the terminal if it takes a while)."""
+        self.watch.begin(step)
+
+    def failure(self, exc: BaseException) -> BaseException:
+        """``exc``, or the timeout it really is when the watch cancelled the step."""
+        from .errors import BuildTimeoutError, SQLFileError
+
+        if self.watch.timed_out is None:
+            return exc
+        step, seconds, blockers = self.watch.timed_out
+        where = ""
+        if isinstance(exc, SQLFileError):
+            where = f"{exc.kind} {exc.file.name}, line {exc.line}"
+        return BuildTimeoutError(step, seconds, where=where, blockers=blockers)
+
+    def disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def close(self) -> None:
+        self.watch.close()
+        self.disconnect()
 
     def snapshot(self, name: str, marker: Marker) -> bool:
         """Copy the database as it is now into template ``name`` unless it exists; True if made."""
@@ -226,7 +267,7 @@ class BuildSession:
         from .databases import create_database, drop_database, wait_for_no_sessions
 
         marker.carry = read_carry(self.conn)
-        self.close()
+        self.disconnect()  # the watch goes on: the build does
         lock = build_lock_id(name)
         self.admin.execute("SELECT pg_advisory_lock(%s)", (lock,))
         try:
@@ -275,8 +316,10 @@ def ensure_template(
     source: str | None = None,
     source_carry: dict[str, Any] | None = None,
     project: str | None = None,
+    timeout: float = 0,
+    tell: Callable[[str], None] | None = None,
 ) -> TemplateInfo:
-    """Return the template for ``spec``, building it with ``build(conn, info)`` if needed.
+    """Return the template for ``spec``, building it with ``build(session, info)`` if needed.
 
     The build starts from an empty database, or from a clone of ``source``.
     ``run`` is recorded in the template's marker as a user (garbage collection
@@ -309,7 +352,9 @@ def ensure_template(
             if row:  # never completed (a crash between rename and marking), or a rebuild
                 drop_database(admin, name)
             try:
-                info = _build(admin, server, spec, build, run, source, source_carry, project)
+                info = _build(
+                    admin, server, spec, build, run, source, source_carry, project, timeout, tell
+                )
             except ClinicDBError as exc:
                 raise TemplateBuildError(name, exc) from exc
             except psycopg.Error as exc:
@@ -329,6 +374,8 @@ def _build(
     source: str | None,
     source_carry: dict[str, Any] | None,
     project: str | None,
+    timeout: float = 0,
+    tell: Callable[[str], None] | None = None,
 ) -> TemplateInfo:
     from psycopg import sql
 
@@ -346,9 +393,22 @@ def _build(
         )
         if source_carry:
             apply_carry(admin, building, source_carry)
-        session = BuildSession(admin, server, building)
+        session = BuildSession(
+            admin,
+            server,
+            building,
+            timeout=timeout,
+            tell=tell,
+            what=f"building template {spec.key} ({spec.variant})",
+        )
         try:
-            build(session, info)
+            try:
+                build(session, info)
+            except Exception as exc:
+                real = session.failure(exc)
+                if real is exc:
+                    raise
+                raise real from exc
             info.carry = read_carry(session.conn)
         finally:
             session.close()
@@ -471,10 +531,18 @@ def carry_statements(dbname: str, carry: dict[str, Any]) -> list[Any]:
 class Builder:
     """Builds the templates of one project (the steps, in order, and their report)."""
 
-    def __init__(self, project: Project, settings: Settings, run: RunRef | None) -> None:
+    def __init__(
+        self,
+        project: Project,
+        settings: Settings,
+        run: RunRef | None,
+        tell: Callable[[str], None] | None = None,
+    ) -> None:
         self.project = project
         self.settings = settings
         self.run = run
+        #: where progress lines go (the terminal); None: nowhere
+        self.tell = tell
 
     def options(self, variant: str) -> tuple[tuple[str, str], ...]:
         s = self.settings
@@ -552,6 +620,8 @@ class Builder:
             source=resume[0] if resume else None,
             source_carry=resume[1].carry if resume else None,
             project=self.project.id,
+            timeout=self.settings.build_timeout,
+            tell=self.tell,
         )
         info.renew = lambda: self.base(server)
         return info
@@ -568,6 +638,8 @@ class Builder:
             source=base.name,
             source_carry=base.carry,
             project=self.project.id,
+            timeout=self.settings.build_timeout,
+            tell=self.tell,
         )
         info.renew = lambda: self.dev(base)
         return info
@@ -599,6 +671,7 @@ class Builder:
         )
         if not done:
             for path in p.bootstrap:
+                session.begin(f"bootstrap {path.name}")
                 t = time.perf_counter()
                 info.notices.extend(run_bootstrap(conn, path))
                 info.timings[f"bootstrap {path.name}"] = time.perf_counter() - t
@@ -617,11 +690,17 @@ class Builder:
         # resumes there) and after all of them (a new migration or a seed edit resumes there).
         stops = sorted({n for n in (len(versioned) - 1, len(versioned)) if n > done})
         split = 0.0
+        position = {m.name: i for i, m in enumerate(p.migrations, start=1)}
+
+        def step(m: Migration) -> None:
+            session.begin(f"migration {m.name} ({position[m.name]}/{len(position)})")
+
         for stop in [*stops, None]:
             chain = list(p.migrations) if stop is None else versioned[:stop]
+
             with capture_notices(conn, "migrations") as notices:
                 try:
-                    report = apply_migrations(conn, chain)
+                    report = apply_migrations(conn, chain, progress=step)
                 except SQLFileError as exc:
                     if shared and exc.sqlstate == "42710":
                         exc.hint = (
@@ -653,6 +732,7 @@ class Builder:
         info.timings["reading and splitting the migrations"] = split
         info.timings["migrations"] = time.perf_counter() - t0
         t1 = time.perf_counter()
+        session.begin("audit partitions")
         info.partitions = ensure_window(
             conn,
             tables=self.settings.audit_tables,
@@ -663,6 +743,7 @@ class Builder:
         info.timings["audit partitions"] = time.perf_counter() - t1
         if p.system_seed is not None:
             t2 = time.perf_counter()
+            session.begin(f"seed {p.system_seed.name}")
             info.notices.extend(load_seed(conn, p.system_seed))
             info.timings[f"seed {p.system_seed.name}"] = time.perf_counter() - t2
 
@@ -673,6 +754,7 @@ class Builder:
         s = self.settings
         seed = self.project.dev_seed()
         t0 = time.perf_counter()
+        session.begin(f"dev seed {seed.name}")
         report = load_dev_seed(
             conn,
             seed,

@@ -32,6 +32,9 @@ EXAMPLES = [
     errors.PartitionError("not partitioned"),
     errors.CheckError("give both"),
     errors.SQLFileError(Path("f.sql"), 1, 2, None, "failed"),
+    errors.BuildTimeoutError(
+        "migration 005_x.sql (5/9)", 5.2, where="migration 005_x.sql, line 3", blockers=["pid 1"]
+    ),
     errors.PsqlMetaCommandError(Path("f.sql"), [(3, "\\gexec", "use a DO block")]),
     errors.MigrationIncompleteError({"003_idx.sql": "2 of 3 statements"}),
     errors.MigrationPartlyAppliedError(

@@ -103,8 +103,10 @@ def run_down(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     cache = settings.cache_dir
-    for cluster in clusters(cache):  # what `clinicdb up` keeps running
+    for cluster in clusters(cache):  # what keeps a server up: `clinicdb up`, kept databases
         (cluster.users / f"{UP_USER}.json").unlink(missing_ok=True)
+        for kept in cluster.users.glob("kept-*.json") if cluster.users.is_dir() else []:
+            kept.unlink(missing_ok=True)
     result = stop_idle_clusters(Path(os.path.realpath(cache)), skip=None, delete=args.clean)
     if args.json:
         print(json.dumps({"ok": True, **{k: [str(p) for p in v] for k, v in result.items()}}))

@@ -126,6 +126,7 @@ class ClusterDir:
         data = {**self.meta(), **fields}
         tmp = self.meta_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
+        os.chmod(tmp, 0o600)
         tmp.replace(self.meta_file)
 
     def postmaster_pid(self) -> int | None:
@@ -153,10 +154,11 @@ class ClusterDir:
     # ------------------------------------------------------------ users
 
     def register(self, user: RunRef) -> None:
-        self.users.mkdir(exist_ok=True)
+        self.users.mkdir(mode=0o700, exist_ok=True)
         path = self.users / f"{user.id}.json"
         if not path.exists():
             path.write_text(json.dumps(user.to_dict()))
+            os.chmod(path, 0o600)
 
     def live_users(self) -> list[RunRef]:
         """Runs registered on this cluster whose process is alive (dead ones are removed)."""

@@ -69,6 +69,9 @@ SPEED_SETTINGS: dict[str, str] = {
     "full_page_writes": "off",
     "max_connections": "300",
     "max_locks_per_transaction": "256",
+    # Dynamic shared memory in the data directory, not /dev/shm: a killed server leaves no
+    # segment behind where nothing would ever remove it.
+    "dynamic_shared_memory_type": "mmap",
 }
 
 
@@ -155,7 +158,8 @@ class Launcher:
     def prepare(self, cluster: ClusterDir) -> None:
         """The cluster's socket directory, owned by the server account."""
         cluster.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(cluster.root, 0o755)
+        # The server account passes through to data/ and sock/; nobody else lists or reads it.
+        os.chmod(cluster.root, 0o711)
         cluster.sock.mkdir(exist_ok=True)
         self._own(cluster.sock, 0o700)
         if not cluster.log.exists():
@@ -508,7 +512,7 @@ class EmbeddedBackend:
             if not done.exists():
                 shutil.rmtree(pristine, ignore_errors=True)
                 pristine.mkdir()
-                os.chmod(pristine, 0o755)
+                os.chmod(pristine, 0o711)
                 password = secrets.token_urlsafe(18)
                 t0 = time.perf_counter()
                 launcher.initdb(pristine / "data", cluster.log, password)
@@ -523,8 +527,12 @@ class EmbeddedBackend:
     def _launch(
         self, cluster: ClusterDir, launcher: Launcher, password: str, how: str
     ) -> ServerInfo:
+        from ..reaper import spawn
+
         t0 = time.perf_counter()
         state = launch_cluster(cluster, launcher, password)
+        # Whatever ends pytest (kill -9 included), the server is stopped once no run uses it.
+        spawn(cluster)
         self.timings["start"] = time.perf_counter() - t0
         self.how = how
         return info_of(cluster, state, self.binaries.describe(), self.settings.reuse)
@@ -554,11 +562,18 @@ class EmbeddedBackend:
 
     @classmethod
     def release(cls, state: dict[str, Any], run: RunRef, *, keep: bool) -> None:
+        from ..runs import RunRef as Ref
+
         cluster = ClusterDir(Path(str(state["cluster"])))
         if state.get("per_run") and not keep:
             cluster.destroy()
-        else:
-            cluster.release(run.id, stop=not keep)
+            return
+        pid = cluster.postmaster_pid()
+        if keep and pid is not None:
+            # Databases kept by --clinicdb-keep-failed: the server stays up for them (a user
+            # alive as long as the server), until the next run drops them.
+            cluster.register(Ref.of(f"kept-{run.id}", pid))
+        cluster.release(run.id, stop=not keep)
 
     @classmethod
     def reap(cls, state: dict[str, Any], run_id: str) -> None:
