@@ -166,7 +166,12 @@ class Project:
         )
 
     def leftovers(self) -> list[str]:
-        """Run directories and postgres processes this project's runs left behind."""
+        """Run directories and postgres processes this project's runs left behind.
+
+        A released server shuts down on its own (pytest does not wait for it): give it
+        a few seconds.
+        """
+        wait_for(lambda: not postgres_processes(str(self.cache_dir)), timeout=10)
         dirs = [p.name for p in self.cache_dir.glob("run-*")]
         return dirs + postgres_processes(str(self.cache_dir))
 

@@ -127,8 +127,7 @@ def clinic_postgres(pytestconfig: pytest.Config, _clinicdb_run: Run) -> ServerIn
     ctx = context_of(pytestconfig)
 
     def start() -> ServerInfo:
-        ctx.project.migrations  # a missing folder fails before a server starts  # noqa: B018
-        ctx.project.system_seed  # noqa: B018
+        ctx.project.check_folders()  # a missing folder fails before a server starts
         info = ctx.backend.start(_clinicdb_run)
         report_server(_clinicdb_run, info, ctx.backend)
         return info

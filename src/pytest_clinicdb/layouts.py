@@ -148,6 +148,15 @@ class FolderScan:
     notes: list[Note] = field(default_factory=list)
 
 
+def missing_folder(folder: Path) -> MigrationDiscoveryError:
+    """The error for a migrations folder that is not there."""
+    return MigrationDiscoveryError(
+        f"migrations directory {safe_path(folder)} does not exist",
+        hint="set --clinicdb-migrations=DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS); "
+        "write the option with '=': a path as a separate word also changes pytest's rootdir",
+    )
+
+
 def scan_folder(folder: Path) -> FolderScan:
     """Detect ``folder``'s layout and read its migrations (not split).
 
@@ -156,10 +165,7 @@ def scan_folder(folder: Path) -> FolderScan:
     versions within the folder.
     """
     if not folder.exists():
-        raise MigrationDiscoveryError(
-            f"migrations directory {safe_path(folder)} does not exist",
-            hint="set --clinicdb-migrations DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
-        )
+        raise missing_folder(folder)
     if not folder.is_dir():
         raise MigrationDiscoveryError(f"migrations path {safe_path(folder)} is not a directory")
     files, subfolders = _listing(folder)

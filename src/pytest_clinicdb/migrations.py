@@ -186,7 +186,7 @@ def discover(folders: Path | str | PathLike[str] | Sequence[Path | str]) -> Migr
     if not paths:
         raise MigrationDiscoveryError(
             "no migrations folder given",
-            hint="set --clinicdb-migrations DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
+            hint="set --clinicdb-migrations=DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
         )
     scans: list[FolderScan] = []
     seen: set[Path] = set()

@@ -60,15 +60,27 @@ class Project:
 
     @cached_property
     def chain_key(self) -> str:
-        """The migration chain: bootstrap and migration bytes (cluster-wide effects live here)."""
-        from .templates import file_bytes
+        """The migration chain: every file of the bootstrap and migration folders, as bytes.
 
+        Read without parsing anything (the server starts before the runner loads):
+        a change anywhere in those folders is a new chain, even one the runner
+        ignores — that costs a cluster copy, never a wrong result.
+        """
         h = _digest(f"builder={BUILDER_VERSION}".encode())
-        for path in self.bootstrap:
-            h.update(b"bootstrap\0" + path.name.encode() + b"\0" + file_bytes(path) + b"\0")
-        for mig in self.migrations:
-            h.update(b"migration\0" + mig.name.encode() + b"\0" + mig.content_bytes() + b"\0")
+        for folder in (*self.settings.bootstrap, *self.settings.migrations):
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                h.update(os.fsencode(path.relative_to(folder)) + b"\0" + path.read_bytes() + b"\0")
         return h.hexdigest()[:10]
+
+    def check_folders(self) -> None:
+        """Fail fast (before a server starts) when a configured folder does not exist."""
+        for folder in self.settings.migrations:
+            if not folder.exists():
+                from .layouts import missing_folder
+
+                raise missing_folder(folder)
+        self.bootstrap  # noqa: B018 - raises for a missing bootstrap folder
+        self.system_seed  # noqa: B018 - raises for a missing seed
 
     def prefix_keys(self, major: int) -> list[str]:
         """The keys of the migrations-only states after 0, 1 … n versioned migrations.

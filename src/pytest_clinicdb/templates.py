@@ -313,7 +313,7 @@ def ensure_template(
     build: BuildStep,
     run: RunRef | None = None,
     rebuild: bool = False,
-    source: str | None = None,
+    source: str | Callable[[], tuple[str | None, dict[str, Any] | None]] | None = None,
     source_carry: dict[str, Any] | None = None,
     project: str | None = None,
     timeout: float = 0,
@@ -321,8 +321,9 @@ def ensure_template(
 ) -> TemplateInfo:
     """Return the template for ``spec``, building it with ``build(session, info)`` if needed.
 
-    The build starts from an empty database, or from a clone of ``source``.
-    ``run`` is recorded in the template's marker as a user (garbage collection
+    The build starts from a clone of ``source`` (with its ``source_carry``), or
+    from an empty database; ``source`` may be a function that names it, called
+    only when a build is needed.  ``run`` is recorded in the template's marker as a user (garbage collection
     never drops a template a live run uses).  ``rebuild`` drops a template that
     an earlier run built and builds it again — once per run, however many
     processes ask.  A failing build raises :class:`TemplateBuildError` (its
@@ -351,6 +352,8 @@ def ensure_template(
                 return TemplateInfo.from_marker(name, server, marker, rebuilt=this_run)
             if row:  # never completed (a crash between rename and marking), or a rebuild
                 drop_database(admin, name)
+            if callable(source):
+                source, source_carry = source()
             try:
                 info = _build(
                     admin, server, spec, build, run, source, source_carry, project, timeout, tell
@@ -610,15 +613,21 @@ class Builder:
 
     def base(self, server: ServerInfo) -> TemplateInfo:
         spec = self.spec(server.major)
-        resume = self.find_checkpoint(server)
+        resume: list[tuple[str, Marker] | None] = []
+
+        def source() -> tuple[str | None, dict[str, Any] | None]:
+            # Looked for only when the template has to be built.
+            resume.append(self.find_checkpoint(server))
+            found = resume[0]
+            return (found[0], found[1].carry) if found else (None, None)
+
         info = ensure_template(
             server,
             spec,
-            build=lambda session, info: self._build_base(session, info, spec, resume),
+            build=lambda session, info: self._build_base(session, info, spec, resume[0]),
             run=self.run,
             rebuild=self.settings.rebuild,
-            source=resume[0] if resume else None,
-            source_carry=resume[1].carry if resume else None,
+            source=source,
             project=self.project.id,
             timeout=self.settings.build_timeout,
             tell=self.tell,

@@ -57,7 +57,8 @@ def test_missing_migrations_directory(project):
     result.stdout.fnmatch_lines(
         [
             "pytest-clinicdb: migrations directory */database/migrations does not exist",
-            "  hint: set --clinicdb-migrations DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS)",
+            "  hint: set --clinicdb-migrations=DIR (ini clinicdb_migrations, env CLINICDB_MIGRATIONS);"
+            " write the option with '=': a path as a separate word also changes pytest's rootdir",
         ]
     )
     assert project.leftovers() == []

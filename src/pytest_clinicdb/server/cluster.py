@@ -174,27 +174,46 @@ class ClusterDir:
                 path.unlink(missing_ok=True)
         return found
 
-    def release(self, run_id: str, *, stop: bool = True) -> bool:
-        """Unregister ``run_id``; stop the server if no live run uses it.  True if stopped."""
+    def release(self, run_id: str, *, stop: bool = True, wait: bool = True) -> bool:
+        """Unregister ``run_id``; stop the server if no live run uses it.  True if stopped.
+
+        Without ``wait`` the server is asked to shut down and left to it.
+        """
         if not self.root.is_dir():
             return False
         with self.file_lock():
             (self.users / f"{run_id}.json").unlink(missing_ok=True)
             if self.live_users() or not stop:
                 return False
-            return self.stop()
+            return self.stop(wait=wait)
 
     # ------------------------------------------------------------ stop
 
-    def stop(self, timeout: float = 20.0) -> bool:
-        """Stop the server if it runs (fast shutdown, then harder). True if one was stopped."""
+    def wait_stopped(self, timeout: float = 20.0) -> bool:
+        """Wait for a server that is shutting down to exit; True once none runs."""
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                return self.stop()
+            time.sleep(0.01)
+        return True
+
+    def stop(self, timeout: float = 20.0, *, wait: bool = True) -> bool:
+        """Stop the server if it runs (fast shutdown, then harder). True if one was stopped.
+
+        Without ``wait``: a fast shutdown is requested and not waited for.
+        """
         pid = self.postmaster_pid()
         if pid is None or not pid_alive(pid) or not _is_postmaster_of(pid, self.data):
             return False
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        if not wait:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            return True
+        for sig, wait_s in ((signal.SIGINT, timeout), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            deadline = time.monotonic() + wait
+            deadline = time.monotonic() + wait_s
             while time.monotonic() < deadline:
                 if not pid_alive(pid):
                     return True

@@ -170,8 +170,6 @@ class Launcher:
         self, cluster: ClusterDir, port: int, settings: dict[str, str], timeout: float
     ) -> tuple[int, str, int]:
         """Start the server on ``port``; return (pid, version, major) once it answers."""
-        import psycopg
-
         cmd = [
             str(self.binaries.tool("postgres")),
             "-D",
@@ -198,6 +196,9 @@ class Launcher:
                 env=_clean_env(),
                 **run_as_kwargs(self.account),
             )
+        # Imported while the server boots (a first database test waits for both).
+        import psycopg
+
         dsn = psycopg.conninfo.make_conninfo(
             "", host=str(cluster.sock), port=port, user=SUPERUSER, dbname="postgres"
         )
@@ -398,16 +399,18 @@ class EmbeddedBackend:
         return info
 
     def _attach(self, cluster: ClusterDir) -> ServerInfo | None:
-        import psycopg
-
         state = cluster.state()
         if state is None or not cluster.running():
             return None
+        import psycopg
+
         info = info_of(cluster, state, self.binaries.describe(), self.settings.reuse)
         try:
             with psycopg.connect(info.dsn, connect_timeout=5):
                 return info
         except psycopg.Error:
+            # Shutting down (the previous run released it without waiting): let it finish.
+            cluster.wait_stopped()
             return None
 
     def _start(self, cluster: ClusterDir, launcher: Launcher) -> ServerInfo:
@@ -573,7 +576,9 @@ class EmbeddedBackend:
             # Databases kept by --clinicdb-keep-failed: the server stays up for them (a user
             # alive as long as the server), until the next run drops them.
             cluster.register(Ref.of(f"kept-{run.id}", pid))
-        cluster.release(run.id, stop=not keep)
+        # The server's own shutdown needs no witness: pytest exits while it finishes (the next
+        # start waits for it, the reaper watches it).
+        cluster.release(run.id, stop=not keep, wait=False)
 
     @classmethod
     def reap(cls, state: dict[str, Any], run_id: str) -> None:
