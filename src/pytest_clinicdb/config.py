@@ -232,6 +232,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
         metavar="N",
     ),
     OptionSpec(
+        "recycle_clones",
+        "give a clinic_db_fresh/clinic_dsn clone its test left unchanged (no row, sequence, "
+        "setting or statistic changed, as the server counts them) to the next test instead of "
+        "dropping it (PostgreSQL 15 and later)",
+        "bool",
+        True,
+    ),
+    OptionSpec(
         "keep_failed",
         "keep the database of a failed clinic_db_fresh/clinic_dsn test and print its DSN",
         "bool",
@@ -304,6 +312,7 @@ class Settings:
     rebuild: bool = False
     keep_templates: int = 5
     keep_failed: bool = False
+    recycle_clones: bool = True
     timings: bool = False
     check: bool = False
     connection_wait: int = 30
@@ -471,6 +480,7 @@ def resolve(
         rebuild=bool(values["rebuild"]),
         keep_templates=int(str(values["keep_templates"])),
         keep_failed=bool(values["keep_failed"]),
+        recycle_clones=bool(values["recycle_clones"]),
         timings=bool(values["timings"]),
         connection_wait=int(str(values["connection_wait"])),
         build_timeout=int(str(values["build_timeout"])),

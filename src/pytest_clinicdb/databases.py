@@ -54,15 +54,18 @@ def apply_carry(admin: psycopg.Connection[Any], name: str, carry: dict[str, Any]
 
 def wait_for_no_sessions(
     admin: psycopg.Connection[Any], name: str, wait: float = DROP_WAIT
-) -> None:
-    """Wait (briefly) for the backends of closed connections to ``name`` to leave."""
+) -> bool:
+    """Wait (briefly) for the backends of closed connections to ``name`` to leave; True if
+    they did."""
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
+    while True:
         busy = admin.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
         ).fetchone()
         if not busy or not busy[0]:
-            return
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.002)
 
 
@@ -101,9 +104,14 @@ def drop_database(
 class Databases:
     """This process's databases on one server (one instance per run, worker and server)."""
 
-    def __init__(self, run: Run, server: ServerInfo) -> None:
+    def __init__(self, run: Run, server: ServerInfo, *, recycle: bool = False) -> None:
+        from .recycle import MIN_MAJOR
+
         self.run = run
         self.server = server
+        #: Unchanged fresh clones go back to the pool (see :mod:`pytest_clinicdb.recycle`).
+        self.recycling = recycle and server.major >= MIN_MAJOR
+        self.recycled = 0
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
@@ -182,6 +190,10 @@ class Databases:
                 dsn_for=self.server.dsn_for,
                 make=lambda admin: self.clone(template, kind, admin),
                 drop=self._drop_on,
+                inspect=self._inspect if self.recycling else None,
+                recycle=(lambda admin, name, state: self._recycle(admin, name, kind, state))
+                if self.recycling
+                else None,
             )
         return name
 
@@ -193,11 +205,56 @@ class Databases:
         else:
             self.drop(name)
 
+    # ------------------------------------------------------------ recycle
+
+    @staticmethod
+    def _inspect(admin: psycopg.Connection[Any], name: str) -> object:
+        from .recycle import CloneState
+
+        return CloneState.of_new(admin, name)
+
+    def _recycle(
+        self, admin: psycopg.Connection[Any], name: str, kind: str, handed_out: object
+    ) -> tuple[str, object] | None:
+        """``name`` under a new name if its test changed nothing, else None (it is dropped)."""
+        import psycopg
+        from psycopg import sql
+
+        from .connect import connect
+        from .recycle import CloneState, reset_counters
+
+        assert isinstance(handed_out, CloneState)
+        if not wait_for_no_sessions(admin, name, wait=1.0):  # a connection the test kept open
+            self._drop_on(admin, name, wait=0.0)
+            return None
+        new = self.new_name(kind)
+        try:
+            # Refused while any backend is attached; a backend leaves only after its
+            # statistics are flushed, so the counters read below are complete.
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(name), sql.Identifier(new)
+                )
+            )
+        except psycopg.Error:
+            self._drop_on(admin, name)
+            return None
+        try:
+            with connect(self.server.dsn_for(new), autocommit=True) as conn:
+                if CloneState.read(conn).changed_since(handed_out) is None:
+                    state = reset_counters(conn)
+                    self.recycled += 1
+                    return new, state
+        except psycopg.Error:
+            pass
+        self._drop_on(admin, new)
+        return None
+
     # ------------------------------------------------------------ drop, keep
 
-    def _drop_on(self, admin: psycopg.Connection[Any], name: str) -> None:
+    def _drop_on(self, admin: psycopg.Connection[Any], name: str, wait: float = DROP_WAIT) -> None:
         t0 = time.perf_counter()
-        drop_database(admin, name)
+        drop_database(admin, name, wait=wait)
         self.drop_times.append(time.perf_counter() - t0)
 
     def drop(self, name: str) -> None:
@@ -225,13 +282,14 @@ class Databases:
         self._pools.clear()
         if errors:
             self.run.write_report(drop_errors=errors)
-        if self.clone_times or self.drop_times:
+        if self.clone_times or self.drop_times or self.recycled:
             report = self.run.report()
             self.run.write_report(
                 clones=[*report.get("clones", []), *self.clone_times],
                 drops=[*report.get("drops", []), *self.drop_times],
+                recycled=int(report.get("recycled", 0)) + self.recycled,
             )
-            self.clone_times, self.drop_times = [], []
+            self.clone_times, self.drop_times, self.recycled = [], [], 0
         if self._admin is not None:
             with contextlib.suppress(psycopg.Error):
                 self._admin.close()

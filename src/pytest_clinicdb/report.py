@@ -260,6 +260,9 @@ def timing_lines(reports: list[Report]) -> list[str]:
                 f"  {what}: {len(values)} ({per}), median {_ms(statistics.median(values))}, "
                 f"max {_ms(max(values))}, total {_ms(sum(values))}"
             )
+    recycled = sum(int(r.get("recycled", 0)) for r in reports)
+    if recycled:
+        lines.append(f"  recycled: {recycled} fresh clone(s) their tests left unchanged")
     if len(lines) == 1:
         lines.append("  (no database was set up in this run)")
     return lines

@@ -1,0 +1,280 @@
+"""Recycled fresh clones: reused only when the server says nothing changed, and then
+indistinguishable from a new clone by catalog and data (see pytest_clinicdb.recycle)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from pytest_clinicdb._state import context_of
+from pytest_clinicdb.databases import Databases
+from pytest_clinicdb.fingerprint import differences, fingerprint
+from pytest_clinicdb.recycle import MIN_MAJOR, CloneState
+from pytest_clinicdb.server import ServerInfo
+from pytest_clinicdb.templates import TemplateInfo
+
+pytestmark = pytest.mark.usefixtures("recycling_server")
+
+SEQUENCE = "audit.audit_logs_id_seq"
+
+
+@pytest.fixture
+def recycling_server(clinic_postgres: ServerInfo) -> None:
+    if clinic_postgres.major < MIN_MAJOR:
+        pytest.skip(f"recycling needs PostgreSQL {MIN_MAJOR}+ (statistics flushed at exit)")
+
+
+@pytest.fixture
+def databases(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> Databases:
+    return context_of(request.config).databases(clinic_postgres)
+
+
+@pytest.fixture
+def template(request: pytest.FixtureRequest) -> TemplateInfo:
+    return request.getfixturevalue("_clinicdb_template")  # type: ignore[no-any-return]
+
+
+#: Every name a test of this module made or recycled to (dropped after each test).
+MADE: list[str] = []
+#: The OIDs of the clones handed out (a recycled clone keeps its OID under its new name).
+OIDS: list[int] = []
+
+
+@pytest.fixture
+def handed_out(
+    databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
+) -> Iterator[tuple[str, CloneState]]:
+    """A new clone, inspected as the pool does before handing it out; dropped afterwards."""
+    name = databases.clone(template, "f")
+    MADE.append(name)
+    row = (
+        databases.admin()
+        .execute("SELECT oid FROM pg_database WHERE datname = %s", (name,))
+        .fetchone()
+    )
+    assert row is not None
+    OIDS.append(int(row[0]))
+    yield name, CloneState.of_new(databases.admin(), name)
+    for left in MADE:
+        if _exists(databases, left):
+            databases.drop(left)
+    MADE.clear()
+    OIDS.clear()
+
+
+def recycle(databases: Databases, name: str, state: CloneState) -> tuple[str, object] | None:
+    again = databases._recycle(databases.admin(), name, "f", state)
+    if again is not None:
+        MADE.append(again[0])
+    return again
+
+
+def _gone(databases: Databases) -> bool:
+    """No database is left of the clones handed out, under any name."""
+    row = (
+        databases.admin()
+        .execute("SELECT count(*) FROM pg_database WHERE oid = ANY(%s)", (OIDS,))
+        .fetchone()
+    )
+    return row == (0,)
+
+
+def _exists(databases: Databases, name: str) -> bool:
+    row = (
+        databases.admin()
+        .execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        .fetchone()
+    )
+    return row is not None
+
+
+def _session(server: ServerInfo, name: str, statements: list[str], *, commit: bool = True) -> None:
+    with psycopg.connect(server.dsn_for(name), autocommit=not commit) as conn:
+        for statement in statements:
+            conn.execute(statement.format(db=name, seq=SEQUENCE))
+        if commit:
+            conn.commit()
+
+
+def _new_clone_fingerprint(
+    databases: Databases, template: TemplateInfo, server: ServerInfo
+) -> dict[str, str]:
+    name = databases.clone(template, "f")
+    try:
+        with psycopg.connect(server.dsn_for(name), autocommit=True) as conn:
+            return fingerprint(conn)
+    finally:
+        databases.drop(name)
+
+
+def test_a_clone_its_test_only_read_is_recycled_and_equals_a_new_clone(
+    databases: Databases,
+    template: TemplateInfo,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+) -> None:
+    name, state = handed_out
+    _session(
+        clinic_postgres,
+        name,
+        [
+            "SELECT count(*) FROM clinic.clinics",
+            "SET work_mem = '8MB'",  # a session setting ends with the session
+            "SELECT * FROM clinic.users u JOIN clinic.clinics c ON c.id = u.clinic_id",
+            "SELECT pg_advisory_lock(42)",  # released when the session ends
+        ],
+    )
+    again = recycle(databases, name, state)
+    assert again is not None, "a read-only test's clone was not recycled"
+    new_name, new_state = again
+    assert new_name != name and not _exists(databases, name), "recycled under a new name"
+    assert isinstance(new_state, CloneState) and new_state.writes == 0
+    # Round again: a recycled clone that is only read is recycled once more.
+    _session(clinic_postgres, new_name, ["SELECT count(*) FROM clinic.patients"])
+    again = recycle(databases, new_name, new_state)
+    assert again is not None
+    with psycopg.connect(clinic_postgres.dsn_for(again[0]), autocommit=True) as conn:
+        scans = conn.execute(
+            "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+        recycled = fingerprint(conn)
+    assert scans == (0,), "the recycled clone's activity statistics start from zero again"
+    assert differences(_new_clone_fingerprint(databases, template, clinic_postgres), recycled) == []
+
+
+CHANGES: dict[str, list[str]] = {
+    "insert, committed": ["INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-x')"],
+    "update, committed": ["UPDATE clinic.feature_flags SET description = description || '!'"],
+    "delete, committed": ["DELETE FROM clinic.feature_flags"],
+    "nextval": ["SELECT nextval('{seq}')"],
+    "setval back to the same value": ["SELECT setval('{seq}', last_value, is_called) FROM {seq}"],
+    "a sequence only read": ["SELECT last_value FROM {seq}"],
+    "ddl": ["CREATE TABLE clinic.scratch (id int)"],
+    "comment on a table": ["COMMENT ON TABLE clinic.clinics IS 'changed'"],
+    "temporary table": ["CREATE TEMP TABLE scratch (id int)"],
+    "large object": ["SELECT lo_create(0)"],
+    "truncate": ["TRUNCATE clinic.feature_flags CASCADE"],
+    "reindex": ["REINDEX TABLE clinic.clinics"],
+    "alter database set": ["ALTER DATABASE {db} SET work_mem = '8MB'"],
+    "comment on the database": ["COMMENT ON DATABASE {db} IS 'changed'"],
+    "revoke connect": ["REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"],
+    "connection limit": ["ALTER DATABASE {db} CONNECTION LIMIT 50"],
+}
+NO_TRANSACTION: dict[str, list[str]] = {
+    "vacuum": ["VACUUM clinic.clinics"],
+    "analyze": ["ANALYZE clinic.clinics"],
+}
+
+
+@pytest.mark.parametrize("statements", [*CHANGES.values()], ids=[*CHANGES])
+def test_a_clone_its_test_changed_is_dropped(
+    databases: Databases,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+    statements: list[str],
+) -> None:
+    name, state = handed_out
+    _session(clinic_postgres, name, statements)
+    assert recycle(databases, name, state) is None
+    assert _gone(databases), "dropped, not kept"
+
+
+@pytest.mark.parametrize("statements", [*NO_TRANSACTION.values()], ids=[*NO_TRANSACTION])
+def test_vacuum_and_analyze_count_as_changes(
+    databases: Databases,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+    statements: list[str],
+) -> None:
+    name, state = handed_out
+    _session(clinic_postgres, name, statements, commit=False)
+    assert recycle(databases, name, state) is None
+
+
+def test_a_write_rolled_back_or_failed_still_counts(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    """Conservative: the rows are invisible, but their dead versions are on disk."""
+    name, state = handed_out
+    with psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
+        conn.execute("INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-rb')")
+        conn.rollback()
+    assert recycle(databases, name, state) is None
+
+
+def test_a_reset_of_the_statistics_cannot_hide_a_write(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    name, state = handed_out
+    _session(clinic_postgres, name, [CHANGES["insert, committed"][0]])
+    _session(clinic_postgres, name, ["SELECT pg_stat_reset()"])
+    with psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True) as conn:
+        assert CloneState.read(conn).writes == 0, "the reset zeroed the counters"
+    assert recycle(databases, name, state) is None
+
+
+def test_a_session_left_open_means_no_recycling(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    name, state = handed_out
+    leaked = psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True)
+    try:
+        leaked.execute("SELECT 1")
+        started = time.monotonic()
+        assert recycle(databases, name, state) is None
+        assert time.monotonic() - started < 10
+        assert _gone(databases)
+    finally:
+        leaked.close()
+
+
+def test_the_pool_recycles_only_unchanged_clones(
+    databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
+) -> None:
+    """End to end through the pool: a recycled clone keeps its OID, a changed one never
+    comes back, and what the next test gets is always as new."""
+
+    def oid(name: str) -> int:
+        row = (
+            databases.admin()
+            .execute("SELECT oid FROM pg_database WHERE datname = %s", (name,))
+            .fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def use(work: Callable[[psycopg.Connection[Any]], object]) -> tuple[str, int]:
+        name = databases.fresh(template)
+        number = oid(name)
+        with psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
+            assert conn.execute(
+                "SELECT count(*) FROM clinic.clinics WHERE slug LIKE 'pool-%'"
+            ).fetchone() == (0,), "a clone handed out holds another test's rows"
+            work(conn)
+            conn.commit()
+        databases.release(template, name)
+        return name, number
+
+    seen: list[tuple[int, bool]] = []  # (database OID, written)
+    for i in range(12):
+        if i % 3 == 0:
+            _, number = use(
+                lambda c, i=i: c.execute(
+                    "INSERT INTO clinic.clinics (name, slug) VALUES ('p', %s)", (f"pool-{i}",)
+                )
+            )
+        else:
+            _, number = use(lambda c: c.execute("SELECT count(*) FROM clinic.clinics"))
+        seen.append((number, i % 3 == 0))
+        time.sleep(0.05)  # let the dropper look at it
+    for k, (number, was_written) in enumerate(seen):
+        later = [n for n, _ in seen[k + 1 :]]
+        if was_written:
+            assert number not in later, "a clone its test wrote to was handed out again"
+    oids = [n for n, _ in seen]
+    assert len(set(oids)) < len(oids), f"no clone was recycled: {seen}"
+    assert databases.recycled > 0
