@@ -42,6 +42,8 @@ class Context:
     databases_by_server: dict[str, Databases] = field(default_factory=dict)
     #: set-up failures already reported in full (later tests get a short line)
     reported: dict[str, str] = field(default_factory=dict)
+    #: clinic_db's worker per (fixture name, module or class node): see fixtures._worker_of
+    workers: dict[tuple[str, object], object] = field(default_factory=dict)
     unmarked: list[str] = field(default_factory=list)
     _run: Run | None = None
     _shut_down: bool = False
@@ -88,7 +90,9 @@ class Context:
         key = server.dsn
         if key not in self.databases_by_server:
             run = self.run()
-            self.databases_by_server[key] = Databases(run, server)
+            self.databases_by_server[key] = Databases(
+                run, server, recycle=self.settings.recycle_clones
+            )
             self._collect_garbage_once(run, server)
         return self.databases_by_server[key]
 

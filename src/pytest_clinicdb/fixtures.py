@@ -23,7 +23,7 @@ import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from ._state import Context
     from .databases import Databases
+    from .isolation import PendingFinish, TestConnection
     from .runs import Run
     from .server import ServerInfo
     from .templates import TemplateInfo
@@ -220,7 +221,9 @@ class WorkerDatabase:
         self.template = template
         self.databases = databases
         self.name = ""
-        self.conn: psycopg.Connection[Any] | None = None
+        self.conn: TestConnection | None = None
+        #: The last test's rollback, sent and not yet read: (its node id, the pending finish).
+        self.pending: tuple[str, PendingFinish] | None = None
         self.renew()
 
     def renew(self) -> None:
@@ -229,16 +232,16 @@ class WorkerDatabase:
         self.name = self.databases.clone(self.template, kind)
         self.conn = self._connect()
 
-    def _connect(self) -> psycopg.Connection[Any]:
+    def _connect(self) -> TestConnection:
         from .connect import connect
         from .isolation import TestConnection
 
         # Autocommit as far as psycopg goes: the fixture opens and ends each test's transaction.
         dsn = self.template.server.dsn_for(self.name)
-        conn: psycopg.Connection[Any] = connect(dsn, cls=TestConnection, autocommit=True)
+        conn: TestConnection = connect(dsn, cls=TestConnection, autocommit=True)
         return conn
 
-    def connection(self) -> psycopg.Connection[Any]:
+    def connection(self) -> TestConnection:
         if self.conn is None or self.conn.closed or self.conn.broken:
             if self.conn is not None:
                 self.conn.close()
@@ -280,6 +283,7 @@ def _clinicdb_worker(
     """This worker's own clone of ``_clinicdb_template``, shared by its ``clinic_db`` tests."""
     db = _worker(pytestconfig, _clinicdb_template)
     yield db
+    _settle(pytestconfig, db)
     db.close()
 
 
@@ -293,6 +297,7 @@ def _clinicdb_worker_dev(
         return
     db = _worker(pytestconfig, _clinicdb_template_dev)
     yield db
+    _settle(pytestconfig, db)
     db.close()
 
 
@@ -341,8 +346,17 @@ def _acting(request: pytest.FixtureRequest) -> tuple[str | None, dict[str, Any]]
 
 def _worker_of(request: pytest.FixtureRequest) -> WorkerDatabase:
     name = "_clinicdb_worker_dev" if _wants_dev_seed(request) else "_clinicdb_worker"
-    worker: WorkerDatabase | SetupFailed = request.getfixturevalue(name)
-    return _require(request, worker)
+    # Asking pytest walks the whole session chain for every test; the answer only differs
+    # where a conftest, module or class overrides a fixture of the chain: remember it per
+    # module or class (while the worker is open).
+    known = context_of(request.config).workers
+    key = (name, request.node.parent)
+    worker = known.get(key)
+    if not isinstance(worker, (WorkerDatabase, SetupFailed)) or (
+        isinstance(worker, WorkerDatabase) and not worker.name
+    ):
+        worker = known[key] = request.getfixturevalue(name)
+    return _require(request, cast("WorkerDatabase | SetupFailed", worker))
 
 
 def _template_of(request: pytest.FixtureRequest) -> TemplateInfo:
@@ -351,7 +365,7 @@ def _template_of(request: pytest.FixtureRequest) -> TemplateInfo:
     return _require(request, template)
 
 
-def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: object) -> None:
+def _after(config: pytest.Config, nodeid: str, worker: WorkerDatabase, verdict: object) -> None:
     """What a finished ``clinic_db`` test's verdict means (sync and async alike)."""
     from .isolation import Verdict
     from .server import died
@@ -359,14 +373,14 @@ def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: obje
     if verdict is Verdict.BROKEN:
         dead = died(worker.template.server)
         if dead is not None:
-            context_of(request.config).stop_session(
+            context_of(config).stop_session(
                 "pytest-clinicdb: the server died (see the first error)"
             )
             pytest.fail(f"pytest-clinicdb: {dead}", pytrace=False)
     elif verdict is Verdict.COMMITTED:
         warnings.warn(
             pytest.PytestWarning(
-                f"pytest-clinicdb: {request.node.nodeid} committed inside clinic_db "
+                f"pytest-clinicdb: {nodeid} committed inside clinic_db "
                 "(a COMMIT sent as SQL); its database was replaced by a fresh clone. "
                 "Use clinic_db_fresh for code that commits."
             ),
@@ -375,16 +389,28 @@ def _after(request: pytest.FixtureRequest, worker: WorkerDatabase, verdict: obje
         worker.renew()
 
 
+def _settle(config: pytest.Config, worker: WorkerDatabase) -> None:
+    """Read the verdict of the worker's last test (its rollback was sent after it)."""
+    if worker.pending is not None:
+        nodeid, pending = worker.pending
+        worker.pending = None
+        _after(config, nodeid, worker, pending.collect())
+
+
 def _rolled_back(
     request: pytest.FixtureRequest, worker: WorkerDatabase
 ) -> Iterator[psycopg.Connection[Any]]:
-    from .isolation import begin, finish
+    import psycopg
 
-    def start() -> tuple[psycopg.Connection[Any], Any]:
+    from .isolation import PendingFinish
+
+    def start() -> TestConnection:
+        _settle(request.config, worker)
         conn = worker.connection()
-        return conn, begin(conn)
+        conn.open_test_transaction()
+        return conn
 
-    conn, started = _setup(request.config, start, worker.template.server)
+    conn = _setup(request.config, start, worker.template.server)
     role = _acting(request)
     try:
         if role is None:
@@ -395,7 +421,15 @@ def _rolled_back(
             with _as_role(acting_as(conn, role[0], settings=role[1])):
                 yield conn
     finally:
-        _after(request, worker, finish(conn, started))
+        try:
+            started = conn.started()
+        except psycopg.Error:
+            started = None  # the connection broke: the verdict says so
+        pending = PendingFinish(conn, started)
+        if pending.known:  # a commit or a broken connection: said at this test's teardown
+            _after(request.config, request.node.nodeid, worker, pending.collect())
+        else:  # sent now, read before the worker's next test (or at the end of the session)
+            worker.pending = (request.node.nodeid, pending)
 
 
 @contextlib.contextmanager
@@ -540,7 +574,7 @@ async def _rolled_back_async(
             verdict = await finish_async(conn, started)
     finally:
         await conn.close()
-    _after(request, worker, verdict)
+    _after(request.config, request.node.nodeid, worker, verdict)
 
 
 async def _clinic_db_async(

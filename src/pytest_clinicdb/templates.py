@@ -323,11 +323,11 @@ def ensure_template(
 
     The build starts from a clone of ``source`` (with its ``source_carry``), or
     from an empty database; ``source`` may be a function that names it, called
-    only when a build is needed.  ``run`` is recorded in the template's marker as a user (garbage collection
-    never drops a template a live run uses).  ``rebuild`` drops a template that
-    an earlier run built and builds it again — once per run, however many
-    processes ask.  A failing build raises :class:`TemplateBuildError` (its
-    cause chained) and leaves nothing behind.
+    only when a build is needed.  ``run`` is recorded in the template's marker
+    as a user (garbage collection never drops a template a live run uses).
+    ``rebuild`` drops a template that an earlier run built and builds it again
+    — once per run, however many processes ask.  A failing build raises
+    :class:`TemplateBuildError` (its cause chained) and leaves nothing behind.
     """
     import psycopg
 
@@ -382,6 +382,7 @@ def _build(
 ) -> TemplateInfo:
     from psycopg import sql
 
+    from .connect import connect
     from .databases import apply_carry, create_database, drop_database
 
     name = spec.name
@@ -415,6 +416,9 @@ def _build(
             info.carry = read_carry(session.conn)
         finally:
             session.close()
+        # A new session writes the relation cache file of the finished database; every
+        # clone gets a copy, and its first connection does not build one of its own.
+        connect(server.dsn_for(building), autocommit=True).close()
         info.seconds = time.perf_counter() - started
         admin.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(

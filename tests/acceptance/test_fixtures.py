@@ -99,6 +99,71 @@ def test_commit_is_an_error_and_raw_commit_is_isolated(project):
     )
 
 
+TRANSACTION_SENT_AHEAD = """
+import datetime as dt, time
+import psycopg, pytest
+from psycopg.pq import TransactionStatus
+from psycopg.types import TypeInfo
+
+def test_status_first(clinic_db):
+    assert clinic_db.info.transaction_status == TransactionStatus.INTRANS
+
+def test_pipeline_first(clinic_db):
+    with clinic_db.pipeline():
+        clinic_db.execute("INSERT INTO app.items (name) VALUES ('p1')")
+        clinic_db.execute("INSERT INTO app.items (name) VALUES ('p2')")
+    assert clinic_db.execute("SELECT count(*) FROM app.items").fetchone()[0] == 2
+
+def test_savepoint_first(clinic_db):
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        with clinic_db.transaction():
+            clinic_db.execute("INSERT INTO app.items (name) VALUES ('s'), ('S')")
+    assert clinic_db.info.transaction_status == TransactionStatus.INTRANS
+
+def test_copy_first(clinic_db):
+    with clinic_db.cursor().copy("COPY app.items (name) FROM STDIN") as copy:
+        copy.write_row(["c1"])
+    assert clinic_db.execute("SELECT count(*) FROM app.items").fetchone()[0] == 1
+
+def test_server_cursor_and_type_lookup_first(clinic_db):
+    assert TypeInfo.fetch(clinic_db, "citext") is not None
+    with clinic_db.cursor(name="named") as cur:
+        cur.execute("SELECT name FROM app.items")
+        assert cur.fetchall() == []
+
+def test_untouched(clinic_db):
+    pass
+
+def test_commit_and_chain(clinic_db):
+    clinic_db.execute("INSERT INTO app.items (name) VALUES ('chained')")
+    clinic_db.execute("COMMIT AND CHAIN")  # committed, and in a transaction again
+
+def test_slow_without_a_database():
+    time.sleep(1.5)
+
+def test_now_is_this_tests_start(clinic_db):
+    before = dt.datetime.now(dt.timezone.utc)
+    now = clinic_db.execute("SELECT now()").fetchone()[0]
+    assert abs((now - before).total_seconds()) < 1.0, "now() is from before this test"
+    assert clinic_db.execute("SELECT count(*) FROM app.items").fetchone()[0] == 0
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_the_transaction_sent_ahead_is_invisible_to_the_test(project, xdist):
+    """The BEGIN goes out before the test and its answer is read at the test's first use of
+    the connection, whatever that use is; now() is the test's own start."""
+    project.tests(TRANSACTION_SENT_AHEAD)
+    result = project.run("-p", "no:randomly", *xdist)
+    if xdist:
+        result.assert_outcomes(passed=9)  # which worker saw the commit is up to xdist
+        return
+    result.assert_outcomes(passed=9, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*test_commit_and_chain committed inside clinic_db*replaced by a fresh clone*"]
+    )
+
+
 def test_fixtures_are_documented(project):
     result = project.run("--fixtures")
     for name in ("clinic_postgres", "clinic_db ", "clinic_dsn", "clinic_db_fresh"):
@@ -136,3 +201,53 @@ def test_clinic_db_async_without_pytest_asyncio_says_what_to_install(project, mo
             '*pytest-clinicdb: clinic_db_async needs pytest-asyncio, which is not installed: pip install "pytest-clinicdb[[]async]"*'
         ]
     )
+
+
+RECYCLING_TESTS = """
+import pytest
+
+@pytest.mark.parametrize("n", range(16))
+def test_every_fresh_clone_is_as_new(clinic_db_fresh, n):
+    items = clinic_db_fresh.execute("SELECT count(*) FROM app.items").fetchone()[0]
+    assert items == 0, "a clone handed out holds another test's rows"
+    setting = clinic_db_fresh.execute("SELECT current_setting('app.flavour', true)").fetchone()[0]
+    assert setting in (None, ""), "a clone handed out has another test's database setting"
+    flags = clinic_db_fresh.execute("SELECT key, enabled FROM app.flags ORDER BY key").fetchall()
+    assert flags == [("beta", False), ("new_ui", True)], "another test's update"
+    if n % 4 == 0:
+        clinic_db_fresh.execute("INSERT INTO app.items (name) VALUES (%s)", (f"item{n}",))
+        clinic_db_fresh.commit()
+    if n % 4 == 2:  # no sequence involved: only the row counts tell
+        clinic_db_fresh.execute("UPDATE app.flags SET enabled = NOT enabled")
+        clinic_db_fresh.commit()
+    if n % 4 == 1:
+        clinic_db_fresh.commit()
+        clinic_db_fresh.autocommit = True
+        db = clinic_db_fresh.info.dbname
+        clinic_db_fresh.execute(f'ALTER DATABASE "{db}" SET app.flavour = {n}')
+"""
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_fresh_clones_their_tests_left_unchanged_are_recycled(project, xdist):
+    import re
+
+    from ..conftest import databases
+
+    project.tests(RECYCLING_TESTS)
+    result = project.run("-p", "no:randomly", "--clinicdb-timings", *xdist)
+    result.assert_outcomes(passed=16)
+    major = int(re.search(r"PostgreSQL (\d+)", result.stdout.str()).group(1))
+    if major >= 15:
+        result.stdout.fnmatch_lines(["*recycled: * fresh clone(s) their tests left unchanged"])
+    else:  # statistics arrive late on 14: every clone is dropped
+        assert "recycled:" not in result.stdout.str()
+    assert [
+        d
+        for d in databases(project.cache_dir)
+        if not d.startswith(("clinicdb_tpl_", "clinicdb_ckpt_"))
+    ] == []
+    assert project.leftovers() == []
+    off = project.run("-p", "no:randomly", "--clinicdb-timings", "--clinicdb-no-recycle-clones")
+    off.assert_outcomes(passed=16)
+    assert "recycled:" not in off.stdout.str()
