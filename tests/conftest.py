@@ -215,12 +215,12 @@ def external_server(cache_dir: Path) -> Iterator[tuple[str, str]]:
     cluster = ClusterDir(cache_dir.with_name("service-" + cache_dir.name))
     info = start_standalone(cluster.root, binaries, account)
     password = uuid.uuid4().hex
-    with psycopg.connect(info.dsn, autocommit=True) as admin:
-        admin.execute(f"CREATE ROLE app_ci LOGIN CREATEDB PASSWORD '{password}'")
-        for role in ("clinic_app", "clinic_webhook_worker"):  # the clinic migrations grant to them
-            admin.execute(f"CREATE ROLE {role} NOLOGIN")
-            admin.execute(f"GRANT {role} TO app_ci")
     try:
+        with psycopg.connect(info.dsn, autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE app_ci LOGIN CREATEDB PASSWORD '{password}'")
+            for role in ("clinic_app", "clinic_webhook_worker"):  # the clinic migrations grant
+                admin.execute(f"CREATE ROLE {role} NOLOGIN")
+                admin.execute(f"GRANT {role} TO app_ci")
         yield info.dsn, f"postgresql://app_ci:{password}@127.0.0.1:{info.tcp_port}/postgres"
     finally:
         cluster.destroy()

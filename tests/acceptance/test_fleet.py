@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,8 @@ def test_six_hosts_two_killed_a_seventh_collects_only_the_dead(project, external
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for host in ("h0", *runs, "h7"):  # each host's own cache directory
+            shutil.rmtree(project.cache_dir.parent / f"{project.cache_dir.name}-{host}", True)
     with psycopg.connect(admin_dsn) as conn:
         left = [n for n in user_databases(conn) if n.startswith("clinicdb_")]
     assert [n for n in left if not n.startswith(KEPT)] == [], owners(admin_dsn)
