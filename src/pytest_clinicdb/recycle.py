@@ -35,7 +35,8 @@ are reset (``pg_stat_reset()``), so ``pg_stat_user_tables`` reads as on a new
 clone; what still tells it from a new one is its ``stats_reset`` timestamp, its
 OID, and the ``xmax`` a ``SELECT … FOR UPDATE`` leaves on the rows it locked
 (a row lock writes no row).  A superuser test that turns ``track_counts`` off in
-its own session hides its writes from the counters: don't.
+its own session hides its writes from the counters: don't.  (A server, database
+or role with ``track_counts`` off gets no recycling at all.)
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ SELECT d.tup_inserted + d.tup_updated + d.tup_deleted,
               FROM pg_db_role_setting s WHERE s.setdatabase = db.oid),
            shobj_description(db.oid, 'pg_database'),
            (SELECT count(*) FROM pg_prepared_xacts x WHERE x.database = db.datname),
-           (SELECT count(*) FROM pg_replication_slots r WHERE r.database = db.datname))::text
+           (SELECT count(*) FROM pg_replication_slots r WHERE r.database = db.datname))::text,
+       -- Counting at all: no session of any role may have turned the counters off.
+       current_setting('track_counts')::bool AND NOT EXISTS (
+           SELECT FROM pg_db_role_setting s
+            WHERE array_to_string(s.setconfig, ',') ~* 'track_counts')
   FROM pg_stat_database d JOIN pg_database db ON db.oid = d.datid
  WHERE d.datname = %s
 """
@@ -80,13 +85,14 @@ class CloneState:
     sequence_reads: int
     maintenance: int
     database: str
+    counting: bool = True
 
     @classmethod
     def read(cls, conn: Any) -> CloneState:
         """The state of the database ``conn`` is connected to."""
         row = conn.execute(DATABASE_STATE, (conn.info.dbname,)).fetchone()
         local = conn.execute(LOCAL_STATE).fetchone()
-        return cls(int(row[0]), row[1], int(local[0]), int(local[1]), str(row[2]))
+        return cls(int(row[0]), row[1], int(local[0]), int(local[1]), str(row[2]), bool(row[3]))
 
     @classmethod
     def of_new(cls, admin: Any, name: str) -> CloneState:
@@ -94,10 +100,12 @@ class CloneState:
         row = admin.execute(DATABASE_STATE, (name,)).fetchone()
         if row is None:
             raise LookupError(f"no database {name}")
-        return cls(int(row[0]), row[1], 0, 0, str(row[2]))
+        return cls(int(row[0]), row[1], 0, 0, str(row[2]), bool(row[3]))
 
     def changed_since(self, handed_out: CloneState) -> str | None:
         """None if nothing changed since ``handed_out``; else what did."""
+        if not (self.counting and handed_out.counting):
+            return "the server does not count writes (track_counts is off somewhere)"
         if self.writes != handed_out.writes:
             return f"{self.writes - handed_out.writes} row(s) written"
         if self.sequence_reads != handed_out.sequence_reads:

@@ -163,6 +163,7 @@ CHANGES: dict[str, list[str]] = {
     "comment on the database": ["COMMENT ON DATABASE {db} IS 'changed'"],
     "revoke connect": ["REVOKE CONNECT ON DATABASE {db} FROM PUBLIC"],
     "connection limit": ["ALTER DATABASE {db} CONNECTION LIMIT 50"],
+    "counters switched off for the database": ["ALTER DATABASE {db} SET track_counts = off"],
 }
 NO_TRANSACTION: dict[str, list[str]] = {
     "vacuum": ["VACUUM clinic.clinics"],
@@ -215,6 +216,20 @@ def test_a_reset_of_the_statistics_cannot_hide_a_write(
     with psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True) as conn:
         assert CloneState.read(conn).writes == 0, "the reset zeroed the counters"
     assert recycle(databases, name, state) is None
+
+
+def test_no_recycling_where_a_role_does_not_count_writes(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    """A role whose sessions do not count writes could hide them: nothing is recycled."""
+    name, state = handed_out
+    admin = databases.admin()
+    admin.execute("CREATE ROLE clinicdb_uncounted LOGIN SUPERUSER")
+    try:
+        admin.execute("ALTER ROLE clinicdb_uncounted SET track_counts = off")
+        assert recycle(databases, name, state) is None
+    finally:
+        admin.execute("DROP ROLE clinicdb_uncounted")
 
 
 def test_a_session_left_open_means_no_recycling(
