@@ -232,27 +232,41 @@ def find_audit_tables(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def resolve_audit_tables(
-    conn: psycopg.Connection[Any], configured: Sequence[str] | None
+    conn: psycopg.Connection[Any],
+    configured: Sequence[str] | None,
+    *,
+    option: str = "--clinicdb-audit-tables",
 ) -> list[str]:
-    """The configured audit tables (each must exist and be range-partitioned), or the detected."""
+    """The configured audit tables (each must exist and be range-partitioned), or the detected.
+
+    ``option`` is the setting that named them, for the error's message.
+    """
     if configured is None:
         return find_audit_tables(conn)
-    found, missing = [], []
+    found, wrong = [], []
     for table in configured:
-        row = conn.execute(
-            f"SELECT {qualified('c.oid')}, c.relkind FROM pg_class c WHERE c.oid = to_regclass(%s)",
-            (table,),
-        ).fetchone()
-        if row is None or row[1] != "p":
-            missing.append(table)
+        try:
+            # A savepoint when a transaction is open: a malformed name raises in to_regclass.
+            with conn.transaction():
+                row = conn.execute(
+                    f"SELECT {qualified('c.oid')}, c.relkind FROM pg_class c "
+                    "WHERE c.oid = to_regclass(%s)",
+                    (table,),
+                ).fetchone()
+        except (psycopg.ProgrammingError, psycopg.DataError, psycopg.NotSupportedError):
+            wrong.append(f"{table} (not a table name)")
+            continue
+        if row is None:
+            wrong.append(f"{table} (no such table)")
+        elif row[1] != "p":
+            wrong.append(f"{table} (not partitioned)")
         else:
             found.append(str(row[0]))
-    if missing:
+    if wrong:
         raise PartitionError(
-            f"audit tables not found or not partitioned: {', '.join(missing)} "
-            "(--clinicdb-audit-tables)",
-            hint="name tables PARTITION BY RANGE on a timestamp, schema-qualified, or leave the "
-            "option out to detect them",
+            f"{option}: audit tables not found or not partitioned: {', '.join(wrong)}",
+            hint="name tables PARTITION BY RANGE on a timestamp, schema-qualified "
+            "(audit.audit_logs), or leave the option out to detect them",
         )
     return found
 

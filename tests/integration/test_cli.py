@@ -8,6 +8,7 @@ import sys
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ..conftest import REPO
 
@@ -211,7 +212,8 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
     # Unique: two sessions running this test at once must not share (and stop) one server.
     cache = default_cache_dir().parent / f"clinicdb-test-up-{uuid.uuid4().hex[:8]}"
     try:
-        up = clinicdb("up", "--cache-dir", str(cache), "--json")
+        # --show-password: the DSN to connect with (without it the password is masked).
+        up = clinicdb("up", "--cache-dir", str(cache), "--json", "--show-password")
         assert up.returncode == 0, up.stderr
         data = json.loads(up.stdout)
         assert data["database"] == "clinicdb_up"
@@ -219,8 +221,20 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
             assert conn.execute("SELECT count(*) FROM clinic.feature_flags").fetchone()[0] > 0
             conn.execute("CREATE TABLE my_notes (t text)")
             conn.commit()
+        params = conninfo_to_dict(data["dsn"])
+        password, port = params["password"], params["port"]
         again = clinicdb("up", "--cache-dir", str(cache))
+        assert again.stdout.splitlines()[1:] == [
+            f"postgresql://postgres:***@127.0.0.1:{port}/clinicdb_up",
+            "password masked: add --show-password for the DSN to connect with",
+            f"stop it with: clinicdb down --cache-dir {cache}",
+        ]
         assert "database clinicdb_up (reused)" in again.stdout
+        masked = json.loads(clinicdb("up", "--cache-dir", str(cache), "--json").stdout)
+        assert masked["dsn"] == f"postgresql://postgres:***@127.0.0.1:{port}/clinicdb_up"
+        assert password not in again.stdout + again.stderr + json.dumps(masked)
+        shown = clinicdb("up", "--cache-dir", str(cache), "--show-password")
+        assert shown.stdout.splitlines()[1] == data["dsn"]
         assert postgres_processes(str(cache)), "the server outlives the command"
         down = clinicdb("down", "--cache-dir", str(cache))
         assert down.returncode == 0 and down.stdout.startswith("stopped: ")

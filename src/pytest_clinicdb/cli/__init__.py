@@ -16,15 +16,17 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClinicDBError, ConfigError, MigrationDiscoveryError
+from ..errors import BinariesNotFoundError, ClinicDBError, ConfigError, MigrationDiscoveryError
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..project import Project
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -106,19 +108,53 @@ def target_dsn(args: argparse.Namespace) -> str:
 def connect(dsn: str) -> Any:
     """An autocommit connection to the target, or a usage error that masks the password."""
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     from ..server import mask_dsn
 
+    shown = mask_dsn(dsn)
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        # Said apart from "cannot connect": no server to check, the string itself is wrong.
+        # libpq quotes the string it could not parse, password and all.
+        why = _one_line(exc).replace(dsn, shown)
+        raise UsageError(
+            f"the target DSN {shown} is not a connection string: {why}",
+            hint="pass --dsn (or CLINICDB_DSN) as postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+            "or as 'host=HOST port=PORT dbname=DBNAME user=USER'",
+        ) from None
     try:
         return psycopg.connect(dsn, autocommit=True, connect_timeout=10)
     except psycopg.Error as exc:
         raise UsageError(
-            f"cannot connect to {mask_dsn(dsn)}: {str(exc).strip()}",
+            f"cannot connect to {shown}: {_one_line(exc).replace(dsn, shown)}",
             hint="check --dsn (or CLINICDB_DSN) and that the server is up",
         ) from None
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+def _one_line(exc: BaseException) -> str:
+    # libpq's messages run over several lines with tabs; one error is one line here.
+    return " ".join(str(exc).split())
+
+
+def dev_seed_of(project: Project) -> Path:
+    """The project's dev seed, or a usage error in the command's terms."""
+    seed = project._dev_seed  # raises itself when a configured file is not there
+    if seed is None:
+        raise UsageError(
+            f"no dev seed to load: {project.no_dev_seed()}",
+            hint="name the file with --dev-seed-file FILE (ini clinicdb_dev_seed_file), or point "
+            "--seeds DIR at the folder holding 002_*.sql",
+        )
+    return seed
+
+
+def _parser() -> tuple[
+    argparse.ArgumentParser,
+    dict[str, Callable[[argparse.Namespace], int]],
+    dict[str, argparse.ArgumentParser],
+]:
     from . import check, lock, migrate, partitions, seed, status, updown
 
     parser = argparse.ArgumentParser(
@@ -131,30 +167,55 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Nam
     handlers = {}
     for module in (migrate, seed, status, partitions, check, lock, updown):
         handlers.update(module.register(sub))
-    return parser, handlers
+    return parser, handlers, dict(sub.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = _parser()
+    parser, handlers, commands = _parser()
     args = parser.parse_args(argv)
     as_json = bool(getattr(args, "json", False))
+    flags = commands[args.command]._option_string_actions
     try:
         return handlers[args.command](args)
     except ClinicDBError as exc:
-        usage = (UsageError, ConfigError, MigrationDiscoveryError)
+        usage = (UsageError, ConfigError, MigrationDiscoveryError, BinariesNotFoundError)
         code = EXIT_USAGE if isinstance(exc, usage) else EXIT_CHECK_FAILED
-        _say_error(str(exc), as_json, code)
+        _say_error(in_command_terms(str(exc), flags), as_json, code)
         return code
+    except OSError as exc:  # a path given that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say_error(f"{where}{exc.strerror or exc}", as_json, EXIT_USAGE)
+        return EXIT_USAGE
     except Exception as exc:
         import psycopg
 
         if not isinstance(exc, psycopg.Error):
             raise
-        _say_error(f"the server refused: {str(exc).strip()}", as_json, EXIT_CHECK_FAILED)
+        _say_error(f"the server refused: {_one_line(exc)}", as_json, EXIT_CHECK_FAILED)
         return EXIT_CHECK_FAILED
     except KeyboardInterrupt:
         print("clinicdb: interrupted", file=sys.stderr)
         return 130
+
+
+#: The plugin's advice on writing a path option, which only pytest's command line needs.
+_PYTEST_ONLY = (
+    "; write the option with '=': a path as a separate word also changes pytest's rootdir"
+)
+
+
+def in_command_terms(message: str, flags: Collection[str]) -> str:
+    """A library message as the command's user reads it.
+
+    The library names the plugin's options (``--clinicdb-seeds``); the command's
+    own are the same without the prefix, so name those where the command has them.
+    """
+
+    def own(match: re.Match[str]) -> str:
+        flag = "--" + match.group(1)
+        return flag if flag in flags else match.group(0)
+
+    return re.sub(r"--clinicdb-([a-z][a-z-]*[a-z])", own, message.replace(_PYTEST_ONLY, ""))
 
 
 def _say_error(message: str, as_json: bool, code: int) -> None:

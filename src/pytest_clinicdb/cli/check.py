@@ -16,7 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PROJECT_OPTIONS, add_options
+from . import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROJECT_OPTIONS,
+    add_options,
+    connect,
+    settings_from,
+)
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -47,7 +55,31 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def _inputs_usable(args: argparse.Namespace) -> None:
+    """Raise the command's usage error for what every check needs: the folders, the seeds
+    named, the server given — said once here rather than by each check of the battery."""
+    from ..project import Project
+
+    project = Project(settings_from(args))
+    project.migrations  # noqa: B018
+    project.system_seed  # noqa: B018
+    project._dev_seed  # noqa: B018  (a named file that is not there; none at all is a skip)
+    if args.dsn:
+        connect(args.dsn).close()
+
+
+def _message(detail: ET.Element | None) -> str:
+    """The rule's own message, without JUnit's wrapping of pytest's outcome."""
+    text = detail.get("message", "") if detail is not None else ""
+    # A set-up failure comes as: failed on setup with "Failed: <our message>".
+    setup = 'failed on setup with "'
+    if text.startswith(setup) and text.endswith('"'):
+        text = text[len(setup) : -1]
+    return text.removeprefix("Failed: ").removeprefix("pytest-clinicdb: ")
+
+
 def run(args: argparse.Namespace) -> int:
+    _inputs_usable(args)
     cmd = [sys.executable, "-m", "pytest", "--clinicdb-check", "-q", "-p", "no:cacheprovider"]
     cmd += _forwarded(args)
     if args.dsn:
@@ -76,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                     {
                         "check": case.get("name", ""),
                         "outcome": outcome,
-                        "message": (detail.get("message", "") if detail is not None else ""),
+                        "message": _message(detail),
                     }
                 )
     ok = proc.returncode == 0

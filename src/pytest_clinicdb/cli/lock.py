@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, add_options, settings_from
+from . import EXIT_OK, UsageError, add_options, settings_from
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -28,7 +28,13 @@ def run(args: argparse.Namespace) -> int:
 
     folders = list(settings_from(args).migrations)
     before = check_migration_lock(folders, args.lock)
-    path = write_lock(folders, args.lock)
+    try:
+        path = write_lock(folders, args.lock)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the lock file {exc.filename or args.lock}: {exc.strerror}",
+            hint="pass --lock FILE in a folder that exists and you may write to",
+        ) from None
     changes = [f.problem for f in before if not f.problem.startswith("no lock file")]
     if args.json:
         print(json.dumps({"ok": True, "lock": str(path), "changes": changes}))

@@ -51,6 +51,17 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..project import Project
 
+    if args.resolve and args.check:
+        raise UsageError(
+            "--resolve and --check do not go together",
+            hint="run clinicdb migrate --check to see what stopped half way, then --resolve it",
+        )
+    if args.resolve and args.resolve[1] not in ("rerun", "applied"):
+        name, action = args.resolve
+        raise UsageError(
+            f"--resolve {name} {action}: say rerun or applied",
+            hint=f"clinicdb migrate --resolve {name} rerun (or applied)",
+        )
     migrations = Project(settings_from(args)).migrations
     with connect(target_dsn(args)) as conn:
         if args.resolve:
@@ -61,8 +72,6 @@ def run(args: argparse.Namespace) -> int:
                     "half way",
                     hint="clinicdb migrate --check lists them",
                 )
-            if action not in ("rerun", "applied"):
-                raise UsageError(f"--resolve {name} {action}: say rerun or applied")
             by_name = {m.name: m for m in migrations}
             resolve_incomplete(conn, name, action=action, migration=by_name.get(name))
             print(json.dumps({"ok": True}) if args.json else f"{name}: {action}")

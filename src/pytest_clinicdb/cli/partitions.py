@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import (
     EXIT_CHECK_FAILED,
@@ -24,6 +24,9 @@ from . import (
     target_dsn,
 )
 from .migrate import common
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -69,25 +72,43 @@ def _instant(text: str, option: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
+def audit_tables(conn: Any, table: str | None, settings: Settings) -> list[str]:
+    """``--table``, else the configured or detected audit tables; a wrong name is a usage error."""
+    from ..errors import PartitionError
+    from ..partitions import resolve_audit_tables
+
+    configured: Sequence[str] | None = [table] if table is not None else settings.audit_tables
+    option = "--table" if table is not None else settings.source_of("audit_tables")
+    try:
+        return resolve_audit_tables(conn, configured, option=option)
+    except PartitionError as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..checks import check_partition_horizon
-    from ..partitions import (
-        ensure_range,
-        month_start,
-        next_month,
-        read_partitions,
-        resolve_audit_tables,
-    )
+    from ..partitions import ensure_range, month_start, next_month, read_partitions
 
     settings = settings_from(args)
     if args.ensure_ahead is not None and args.ensure_ahead < 0:
-        raise UsageError("--ensure-ahead: must be 0 or more")
+        raise UsageError("--ensure-ahead: must be 0 or more", hint="e.g. --ensure-ahead 3")
+    if args.months_ahead < 0:
+        raise UsageError("--months-ahead: must be 0 or more", hint="e.g. --months-ahead 3")
+    if args.ensure:
+        lo = _instant(args.ensure[0], "--ensure FROM")
+        hi = _instant(args.ensure[1], "--ensure TO")
+        if lo >= hi:
+            raise UsageError(
+                f"--ensure {args.ensure[0]} {args.ensure[1]}: FROM must come before TO",
+                hint="e.g. --ensure 2027-01-01 2027-04-01 (January to March)",
+            )
     with connect(target_dsn(args)) as conn:
-        tables = resolve_audit_tables(conn, [args.table] if args.table else settings.audit_tables)
+        tables = audit_tables(conn, args.table, settings)
         if not tables:
             raise UsageError(
                 "no audit table partitioned by range on a timestamp in this database",
-                hint="name the table with --table SCHEMA.TABLE",
+                hint="name the table with --table SCHEMA.TABLE (is the target migrated? "
+                "clinicdb migrate --check)",
             )
         created: dict[str, tuple[str, int]] = {}
         if args.ensure or args.ensure_ahead is not None:
@@ -99,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
                         f"refusing --ensure on a target labelled app.environment={label} without "
                         "--yes (production runs --ensure-ahead from its scheduled job)"
                     )
-                lo = _instant(args.ensure[0], "--ensure FROM")
-                hi = _instant(args.ensure[1], "--ensure TO")
             else:
                 lo = month_start(dt.datetime.now(dt.timezone.utc))
                 hi = lo

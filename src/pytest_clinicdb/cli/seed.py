@@ -7,8 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import EXIT_OK, UsageError, add_options, connect, settings_from, target_dsn
+from . import EXIT_OK, UsageError, add_options, connect, dev_seed_of, settings_from, target_dsn
 from .migrate import common
+
+#: SQLSTATEs of a missing table, schema, function or type: the seed's target is not migrated.
+_UNDEFINED = ("42P01", "3F000", "42883", "42704")
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -38,20 +41,33 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import SeedError
+
+    try:
+        return _run(args)
+    except SeedError as exc:
+        if exc.sqlstate in _UNDEFINED and exc.hint is None:
+            exc.hint = (
+                "is the target migrated? clinicdb migrate --check --dsn ... lists what is pending"
+            )
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..project import Project
     from ..seeds import load_dev_seed, load_seed
 
     settings = settings_from(args)
     project = Project(settings)
     if args.dev:
-        seed = project.dev_seed()
+        seed = dev_seed_of(project)
         tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
         if args.tables is not None and not tables:
             raise UsageError("--tables: empty table list", hint="e.g. clinic.patients,clinic.users")
-        if not args.json:
-            env = args.target_environment
-            print(f"*** DEV/TEST ONLY: loading {seed.name} (app.environment={env}) ***")
         with connect(target_dsn(args)) as conn:
+            if not args.json:  # once connected: a target that cannot be reached loads nothing
+                env = args.target_environment
+                print(f"*** DEV/TEST ONLY: loading {seed.name} (app.environment={env}) ***")
             report = load_dev_seed(
                 conn,
                 seed,

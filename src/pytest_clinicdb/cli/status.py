@@ -7,8 +7,17 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from . import EXIT_CHECK_FAILED, EXIT_OK, add_options, connect, settings_from, target_dsn
+from . import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    UsageError,
+    add_options,
+    connect,
+    settings_from,
+    target_dsn,
+)
 from .migrate import common
+from .partitions import audit_tables
 
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -31,10 +40,12 @@ def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
 def run(args: argparse.Namespace) -> int:
     from ..checks import check_partition_horizon, check_triggers_enabled
     from ..migrations import applied, edited, incomplete, pending
-    from ..partitions import read_partitions, resolve_audit_tables, show_instant
+    from ..partitions import read_partitions, show_instant
     from ..project import Project
     from ..server import mask_dsn
 
+    if args.months_ahead < 0:
+        raise UsageError("--months-ahead: must be 0 or more", hint="e.g. --months-ahead 3")
     settings = settings_from(args)
     migrations = Project(settings).migrations
     dsn = target_dsn(args)
@@ -45,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         known = {m.name for m in migrations}
         unknown = sorted(set(ledger) - known)
         halfway = incomplete(conn)
-        tables = resolve_audit_tables(conn, settings.audit_tables)
+        tables = audit_tables(conn, None, settings)
         partitions = []
         until: dict[str, str] = {}
         for table in tables:

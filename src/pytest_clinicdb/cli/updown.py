@@ -2,8 +2,11 @@
 
 ``up`` starts (or reuses) the project's kept cluster — the one the plugin's
 runs use — clones the template into ``clinicdb_up`` (``clinicdb_up_dev`` with
-``--dev``), and leaves the server running after the command exits.  ``down``
-stops every kept server of the cache that no running test run uses.
+``--dev``), and leaves the server running after the command exits.  It prints
+the DSN with the password masked, like every DSN the plugin prints; running it
+again with ``--show-password`` (it reuses the database) prints the one to
+connect with.  ``down`` stops every kept server of the cache that no running
+test run uses.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_OK, PROJECT_OPTIONS, add_options, settings_from
+from . import EXIT_OK, PROJECT_OPTIONS, add_options, dev_seed_of, settings_from
 
 #: The user id under which ``clinicdb up`` keeps a server running.
 UP_USER = "up"
@@ -23,11 +27,21 @@ UP_USER = "up"
 
 def register(sub: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     up = sub.add_parser(
-        "up", help="start a local server with the migrated, seeded database and print its DSN"
+        "up",
+        help="start a local server with the migrated, seeded database and print its DSN",
+        description="Start (or reuse) the project's local server with the migrated, seeded "
+        "database and print its DSN, password masked. Run it again with --show-password for "
+        "the DSN to connect with: the database is reused.",
     )
     add_options(up, (*PROJECT_OPTIONS, "pg_version", "pg_bin", "cache_dir"))
     up.add_argument("--dev", action="store_true", help="also load the DEV/TEST ONLY dev seed")
     up.add_argument("--fresh", action="store_true", help="recreate the database from the template")
+    up.add_argument(
+        "--show-password",
+        action="store_true",
+        help="print the DSN with its password (text and --json), to connect with; without it "
+        "the password is masked",
+    )
     up.add_argument("--json", action="store_true", help="machine-readable output")
     down = sub.add_parser(
         "down", help="stop the kept servers of the pytest plugin that no running test run uses"
@@ -44,10 +58,16 @@ def run_up(args: argparse.Namespace) -> int:
     from .._state import Context
     from ..databases import apply_carry, create_database, drop_database
     from ..marker import Marker, write_marker
+    from ..project import Project
     from ..runs import RunRef, remove_run_dir
     from ..server.cluster import ClusterDir
 
     settings = settings_from(args, backend="embedded", dev_seed=True if args.dev else None)
+    # What the template needs, said before a server starts for nothing.
+    project = Project(settings)
+    project.migrations  # noqa: B018
+    if args.dev:
+        dev_seed_of(project)
     ctx = Context(settings, RunRef.new(), "up", is_owner=True)
     run = ctx.run()
     try:
@@ -82,17 +102,21 @@ def run_up(args: argparse.Namespace) -> int:
     finally:
         ctx.close()
         remove_run_dir(run.dir)
-    password = (state or {}).get("password", "")
-    dsn = f"postgresql://postgres:{password}@127.0.0.1:{server.tcp_port}/{name}"
+    password = (state or {}).get("password", "") if args.show_password else "***"
+    shown = f"postgresql://postgres:{password}@127.0.0.1:{server.tcp_port}/{name}"
     if args.json:
-        print(json.dumps({"ok": True, "dsn": dsn, "database": name, "version": server.version}))
+        print(json.dumps({"ok": True, "dsn": shown, "database": name, "version": server.version}))
         return EXIT_OK
     if args.dev:
         print("*** DEV/TEST ONLY: this database holds the sample data of the dev seed ***")
     print(f"PostgreSQL {server.version}, database {name} ({'reused' if exists else 'created'})")
-    print(dsn)
+    print(shown)
+    if not args.show_password:
+        print("password masked: add --show-password for the DSN to connect with")
     stop = "clinicdb down" + (
-        f" --cache-dir {settings.cache_dir}" if settings.given("cache_dir") else ""
+        f" --cache-dir {shlex.quote(str(settings.cache_dir))}"
+        if settings.given("cache_dir")
+        else ""
     )
     print(f"stop it with: {stop}")
     return EXIT_OK
