@@ -127,14 +127,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "schemas",
-        "comma-separated schemas the checks look at (default: every schema of the migrations)",
+        "comma-separated schemas the checks look at (default: every schema except the system "
+        "catalogs and those an extension owns)",
         "list",
         metavar="SCHEMAS",
     ),
     OptionSpec(
         "audit_tables",
         "comma-separated partitioned audit tables whose monthly partitions tests need "
-        "(default: every table partitioned by range on a timestamp in a schema named audit*)",
+        "(default: every table partitioned by range on a timestamp whose schema or name "
+        "contains 'audit')",
         "list",
         metavar="TABLES",
     ),
@@ -162,7 +164,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "tenants",
         "the tenant values the check acts for: a SQL query returning them (run on the dev "
-        "template), or a comma-separated list",
+        "template when there is a dev seed, else on clinic_db's), or a comma-separated list",
         "str",
         metavar="QUERY",
     ),
@@ -194,7 +196,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "dev_seed_tables",
         "comma-separated tables whose triggers the dev-seed wrapper disables "
-        "(default: every table of the schemas that carries an audit trigger)",
+        "(default: in mode audit every table of the schemas that carries an audit trigger; in "
+        "modes user and all every table of the schemas)",
         "list",
         metavar="TABLES",
     ),
@@ -226,7 +229,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "keep_templates",
-        "how many templates a kept server holds at most (the least recently used go first)",
+        "how many templates a kept server holds at most (the least recently used go first); "
+        "also caps a project's kept clusters, and its checkpoints at twice as many",
         "int",
         5,
         metavar="N",

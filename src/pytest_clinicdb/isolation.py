@@ -5,11 +5,16 @@ worker's connection is a :class:`TestConnection`: in autocommit mode as far as
 psycopg's internals go (psycopg adds no ``BEGIN`` of its own), while its
 ``autocommit`` reads ``False`` for the test (its statements do run inside a
 transaction) and cannot be changed; ``commit()`` and ``rollback()`` are
-refused, since they would end the test's transaction.  The
-transaction itself is two round trips per test, each one simple-protocol
-message: ``BEGIN; SELECT <start time>`` before the test, and ``SELECT <start
-time>; ROLLBACK`` after it.  ``with conn.transaction():`` inside a test is a
-savepoint, as before.
+refused, since they would end the test's transaction.  ``with
+conn.transaction():`` inside a test is a savepoint, as before.
+
+The transaction costs two simple-protocol messages per test, and in the
+steady state no wait for either: ``BEGIN; SELECT <start time>`` is *sent*
+when the test is set up and its answer read at the test's first use of the
+connection (:meth:`TestConnection.open_test_transaction`), by when it has
+arrived; ``SELECT <start time>; ROLLBACK`` is sent after the test and read
+before the worker's next one (:class:`PendingFinish`).  ``now()`` is still
+the test's own start: the ``BEGIN`` goes out when the test is set up.
 
 A ``COMMIT`` sent as SQL ends the transaction early and the rows leak to every
 later test of the worker.  The transaction's start time (``now()``) gives it
