@@ -91,7 +91,7 @@ def test_the_battery_and_the_command_judge_what_production_gets(pytester, cache_
         assert "test-only partition(s)" in partitions["message"]
         assert "outside tests, audited writes fail with 23514" in partitions["message"]
 
-    up = clinicdb(root, cache_dir, "up", "--dev", "--json")
+    up = clinicdb(root, cache_dir, "up", "--dev", "--json", "--show-password")
     assert up.returncode == 0, up.stderr
     dsn = json.loads(up.stdout)["dsn"]
     try:
@@ -181,7 +181,7 @@ def test_a_plain_create_role_builds_again_after_any_migration_changes(pytester, 
 
 def test_database_settings_and_grants_reach_every_clone_and_clinicdb_up(pytester, cache_dir):
     root = copy_project(pytester, "clinic_db_settings")
-    up = clinicdb(root, cache_dir, "up", "--json")
+    up = clinicdb(root, cache_dir, "up", "--json", "--show-password")
     assert up.returncode == 0, up.stderr
     try:
         with psycopg.connect(json.loads(up.stdout)["dsn"]) as conn:
@@ -202,7 +202,7 @@ def test_database_settings_and_grants_reach_every_clone_and_clinicdb_up(pytester
 
 def test_status_looks_at_every_schema_not_only_clinic(pytester, cache_dir):
     root = copy_project(pytester, "clinic_public_schema")
-    up = clinicdb(root, cache_dir, "up", "--json")
+    up = clinicdb(root, cache_dir, "up", "--json", "--show-password")
     assert up.returncode == 0, up.stderr
     dsn = json.loads(up.stdout)["dsn"]
     try:
