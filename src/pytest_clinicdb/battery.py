@@ -14,9 +14,10 @@ is skipped with the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -42,6 +43,26 @@ __all__ = [
     "test_clinicdb_tenants_are_isolated",
     "test_clinicdb_triggers_are_enabled_after_seeding",
 ]
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _rule(test: F) -> F:
+    """A broken rule fails with its findings alone: the fix is in the user's migrations and
+    seeds, so a traceback through the battery's source would only hide it."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            test(*args, **kwargs)
+        except (AssertionError, ClinicDBError) as exc:
+            findings = str(exc)
+        else:
+            return
+        pytest.fail(findings, pytrace=False)  # outside the except: no chained traceback
+
+    return run  # type: ignore[return-value]
 
 
 def _system_seed(request: pytest.FixtureRequest) -> Path:
@@ -78,11 +99,13 @@ def _autocommit(dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
+@_rule
 def test_clinicdb_migrations_match_the_lock_file(request: pytest.FixtureRequest) -> None:
     """Historical migrations match ``migrations.lock``: no edit, removal, rename or reordering."""
     assert_migrations_match_lock(list(context_of(request.config).settings.migrations))
 
 
+@_rule
 def test_clinicdb_system_seed_is_idempotent(
     request: pytest.FixtureRequest, clinic_dsn: str
 ) -> None:
@@ -93,6 +116,7 @@ def test_clinicdb_system_seed_is_idempotent(
         assert_seed_idempotent(conn, seed, exclude_columns=["updated_at"], schemas=schemas)
 
 
+@_rule
 def test_clinicdb_dev_seed_guard_refuses_outside_development_and_test(
     request: pytest.FixtureRequest, clinic_dsn: str
 ) -> None:
@@ -100,6 +124,7 @@ def test_clinicdb_dev_seed_guard_refuses_outside_development_and_test(
     assert_seed_refuses(clinic_dsn, _dev_seed(request))
 
 
+@_rule
 def test_clinicdb_dev_seed_is_idempotent(request: pytest.FixtureRequest, clinic_dsn: str) -> None:
     """The dev seed (app.environment=test) runs twice with the same result, loaded as the
     dev-seed wrapper loads it (audit triggers disabled)."""
@@ -118,6 +143,7 @@ def test_clinicdb_dev_seed_is_idempotent(request: pytest.FixtureRequest, clinic_
         )
 
 
+@_rule
 def test_clinicdb_triggers_are_enabled_after_seeding(request: pytest.FixtureRequest) -> None:
     """After the dev-seed wrapper loaded the dev seed, no trigger is left disabled."""
     _dev_seed(request)
@@ -125,6 +151,7 @@ def test_clinicdb_triggers_are_enabled_after_seeding(request: pytest.FixtureRequ
     assert_triggers_enabled(conn, context_of(request.config).settings.schemas)
 
 
+@_rule
 def test_clinicdb_audit_partitions_cover_now_and_the_horizon(
     request: pytest.FixtureRequest, clinic_db: psycopg.Connection[Any]
 ) -> None:
@@ -137,6 +164,7 @@ def test_clinicdb_audit_partitions_cover_now_and_the_horizon(
         )
 
 
+@_rule
 def test_clinicdb_no_audited_row_in_a_default_partition(request: pytest.FixtureRequest) -> None:
     """With the seeds loaded, no audit row sits in a DEFAULT partition."""
     try:
@@ -151,6 +179,7 @@ def test_clinicdb_no_audited_row_in_a_default_partition(request: pytest.FixtureR
 _QUERY_START = ("select", "with", "values", "table")
 
 
+@_rule
 def test_clinicdb_tenants_are_isolated(request: pytest.FixtureRequest) -> None:
     """Acting as the application role for one tenant, no other tenant's row is visible or
     writable, and every table that role reads has row-level security unless shared by design

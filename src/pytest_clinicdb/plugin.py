@@ -28,11 +28,15 @@ pytest.register_assert_rewrite("pytest_clinicdb.asserts", "pytest_clinicdb.batte
 
 MARKER = (
     "clinicdb(dev_seed=False, role=None, settings=None): per-test options of pytest-clinicdb — "
-    "dev_seed=True gives clinic_db, clinic_db_async and clinic_dsn the DEV/TEST ONLY data of the "
-    "dev seed; role='clinic_app' with settings={'app.current_clinic_id': id} runs the whole "
-    "clinic_db/clinic_db_dev/clinic_db_async test as that role with those transaction-local "
-    "settings (as the application does: row-level security applies)"
+    "dev_seed=True gives clinic_db, clinic_db_async, clinic_dsn and clinic_db_fresh the DEV/TEST "
+    "ONLY data of the dev seed; role='clinic_app' with settings={'app.current_clinic_id': id} "
+    "runs the whole clinic_db/clinic_db_dev/clinic_db_async test as that role with those "
+    "transaction-local settings (as the application does: row-level security applies)"
 )
+
+#: Where a skip raised by the plugin itself says it comes from (not a line of its source).
+OWN_SKIP = "pytest-clinicdb"
+_SOURCE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -162,6 +166,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
     """Remember each phase's outcome on the item (``--clinicdb-keep-failed`` reads it)."""
     report: pytest.TestReport = yield
     item.stash.setdefault(PHASE_REPORTS_KEY, {})[report.when] = report
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        path = os.path.abspath(str(longrepr[0]))
+        if path.startswith(_SOURCE):
+            # The plugin's line that skipped means nothing to its user: name the plugin (no
+            # line number: pytest's summary then prints "pytest-clinicdb: <reason>").
+            own: Any = (OWN_SKIP, None, longrepr[2])
+            report.longrepr = own
     return report
 
 
@@ -182,9 +194,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     ctx = config.stash.get(CONTEXT_KEY, None)
     if ctx is None or not ctx.is_owner:
         return
-    from .report import summary
+    from .report import skip_lines, summary
 
-    for line in summary(ctx):
+    lines = summary(ctx)
+    if not terminalreporter.hasopt("s"):  # with -rs pytest lists them itself
+        skips = [
+            (str(rep.longrepr[2]), rep.nodeid.lstrip(":") or rep.head_line or "")
+            for rep in terminalreporter.stats.get("skipped", [])
+            if isinstance(rep.longrepr, tuple) and rep.longrepr[0] == OWN_SKIP
+        ]
+        lines += skip_lines(skips)
+    for line in lines:
         terminalreporter.write_line(line)
 
 

@@ -99,13 +99,17 @@ def template_reports(reports: Iterable[Report]) -> list[Report]:
     return found
 
 
-def _notices(reports: Iterable[Report]) -> list[str]:
+def _notices(reports: Iterable[Report]) -> tuple[list[str], bool]:
+    """The server's messages of the templates' builds, and whether a build of this run said
+    any (a reused template repeats those of the run that built it)."""
     seen: dict[str, None] = {}
+    now = False
     for rep in template_reports(reports):
         for n in rep.get("notices", []):
             where = f" [{n['source']}]" if n.get("source") else ""
             seen.setdefault(f"{n['severity']}: {n['message']}{where}", None)
-    return list(seen)
+            now = now or bool(rep.get("built"))
+    return list(seen), now
 
 
 def _template_status(entries: list[Report]) -> str:
@@ -185,10 +189,14 @@ def dev_seed_line(entry: Report) -> str:
     data = entry.get("dev_seed")
     if not data:
         return ""
-    text = DevSeedReport.from_dict(data).summary()
+    report = DevSeedReport.from_dict(data)
     if not entry.get("built"):
-        text = text.replace(" loaded (", " in the reused dev template (", 1)
-    return f"clinicdb: {text}"
+        # Nothing was loaded, disabled or re-enabled in this run: say what the data is.
+        return (
+            f"clinicdb: dev seed {report.seed} in the reused dev template (DEV/TEST ONLY, "
+            f"loaded with app.environment={report.environment} by an earlier run)"
+        )
+    return f"clinicdb: {report.summary()}"
 
 
 def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
@@ -222,9 +230,10 @@ def summary_lines(reports: list[Report], *, reuse: bool) -> list[str]:
     if collected:
         lines.append(f"clinicdb: dropped {len(collected)} leftover database(s):")
         lines.extend(f"  {c}" for c in collected)
-    notices = _notices(reports)
+    notices, now = _notices(reports)
     if notices:
-        lines.append(f"clinicdb: {len(notices)} server message(s) while building:")
+        when = "while building" if now else "when an earlier run built the reused template(s)"
+        lines.append(f"clinicdb: {len(notices)} server message(s) {when}:")
         lines.extend(f"  {n}" for n in notices)
     return lines
 
@@ -236,12 +245,20 @@ def _ms(seconds: float) -> str:
 def timing_lines(reports: list[Report]) -> list[str]:
     """``--clinicdb-timings``: server start, each build step, clones and drops."""
     lines = ["clinicdb timings:"]
+    starters = [
+        r["worker"]
+        for r in reports
+        if r.get("server_start")
+        and not str(r["server_start"].get("how", "")).startswith("attached")
+    ]
     for r in reports:
         start = r.get("server_start")
         if start:
             steps = ", ".join(f"{k} {_ms(v)}" for k, v in start.items() if k != "how")
-            how = str(start.get("how", "")) + (f": {steps}" if steps else "")
-            lines.append(f"  server ({r['worker']}): {how}")
+            how = str(start.get("how", ""))
+            if how.startswith("attached") and starters:
+                how = f"attached to the server {starters[0]} started"  # not another run's
+            lines.append(f"  server ({r['worker']}): {how}" + (f": {steps}" if steps else ""))
     for e in template_reports(reports):
         if not e.get("built"):
             continue
@@ -286,6 +303,21 @@ def leftover_lines(reports: list[Report]) -> list[str]:
         for k in kept:
             lines += [f"  {k['test']}", f'    psql "{k["dsn"]}"']
     return lines
+
+
+def skip_lines(skips: list[tuple[str, str]]) -> list[str]:
+    """The tests the plugin itself skipped, as (reason, test): one line per reason.
+
+    pytest shows skip reasons only with ``-rs``; a check that did not run
+    because of the project's set-up should not pass unnoticed.
+    """
+    by_reason: dict[str, list[str]] = {}
+    for reason, test in skips:
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(test)
+    return [
+        f"clinicdb: {len(tests)} test(s) skipped by pytest-clinicdb: {reason} (first: {tests[0]})"
+        for reason, tests in by_reason.items()
+    ]
 
 
 def summary(ctx: Context) -> list[str]:
