@@ -5,6 +5,7 @@ connection error)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -35,13 +36,14 @@ NOT_MIGRATED_HINT = (
 
 
 def clinicdb(
-    *args: str, cwd: Path = REPO, drop: tuple[str, ...] = ()
+    *args: str, cwd: Path = REPO, drop: tuple[str, ...] = (), **extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if (not k.startswith("CLINICDB_") or k in _MACHINE) and k not in drop
     }
+    env.update(extra)
     return subprocess.run(
         [sys.executable, "-m", "pytest_clinicdb.cli", *args],
         cwd=cwd,
@@ -378,3 +380,17 @@ def test_a_database_without_the_audit_schema(empty_db):
         "partitions:  no audit table partitioned by range on a timestamp (skipped)"
         in status.stdout.splitlines()
     )
+
+
+def test_check_with_an_audit_table_that_is_not_there(cache_dir):
+    result = clinicdb("check", "--audit-tables", "nosuch.t", CLINICDB_CACHE_DIR=str(cache_dir))
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "Traceback" not in out
+    lines = result.stdout.splitlines()
+    assert (
+        "         --audit-tables: audit tables not found or not partitioned: nosuch.t "
+        "(no such table)"
+    ) in lines, "the message once, in the command's terms"
+    assert len([line for line in lines if "nosuch.t" in line]) == 1
+    assert re.fullmatch(r"the battery stopped: \d of 8 checks ran", lines[-1]), lines[-1]

@@ -23,6 +23,7 @@ from . import (
     PROJECT_OPTIONS,
     add_options,
     connect,
+    in_command_terms,
     settings_from,
 )
 
@@ -75,7 +76,12 @@ def _message(detail: ET.Element | None) -> str:
     setup = 'failed on setup with "'
     if text.startswith(setup) and text.endswith('"'):
         text = text[len(setup) : -1]
-    return text.removeprefix("Failed: ").removeprefix("pytest-clinicdb: ")
+    text = text.removeprefix("Failed: ").removeprefix("pytest-clinicdb: ")
+    return in_command_terms(text, _FLAGS)
+
+
+#: The command's own options: a message naming --clinicdb-seeds names --seeds here.
+_FLAGS = frozenset({"--dsn", *("--" + n.replace("_", "-") for n in PROJECT_OPTIONS)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['outcome'].upper():8} {r['check']}")
             if r["outcome"] in ("failed", "skipped") and r["message"]:
                 print("         " + r["message"].replace("\n", "\n         "))
+        from ..battery import __all__ as battery
+
+        if results and len(results) < len(battery):
+            # A set-up failure stops the run (one message, not one per check).
+            print(f"the battery stopped: {len(results)} of {len(battery)} checks ran")
         if not results:
             print((proc.stdout[-3000:] + proc.stderr[-3000:]).rstrip(), file=sys.stderr)
     if ok:
