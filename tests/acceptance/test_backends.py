@@ -107,6 +107,14 @@ def test_external_backend_configuration_errors(project):
     down.stdout.fnmatch_lines(["*cannot connect to the external server *password=****"])
     assert "sekret" not in down.stdout.str() + down.stderr.str()
     assert "Traceback" not in down.stdout.str()
+    # A string libpq cannot parse: its message quotes the string, password and all.
+    broken = project.run(
+        "--clinicdb-backend=external", "--clinicdb-dsn=postgresql://u:sekret@[::1/db"
+    )
+    assert broken.ret != 0
+    broken.stdout.fnmatch_lines(["*--clinicdb-dsn is not a valid connection string*u:***@*"])
+    assert "sekret" not in broken.stdout.str() + broken.stderr.str()
+    assert "Traceback" not in broken.stdout.str()
 
 
 def test_docker_backend_without_a_daemon_says_so_and_names_the_alternatives(project, monkeypatch):

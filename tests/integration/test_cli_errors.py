@@ -394,3 +394,25 @@ def test_check_with_an_audit_table_that_is_not_there(cache_dir):
     ) in lines, "the message once, in the command's terms"
     assert len([line for line in lines if "nosuch.t" in line]) == 1
     assert re.fullmatch(r"the battery stopped: \d of 8 checks ran", lines[-1]), lines[-1]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(empty_db):
+    """`clinicdb partitions | head`: no traceback, no error, when the pipe closes early."""
+    dsn = empty_db.full_dsn
+    assert clinicdb("migrate", "--dsn", dsn).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLINICDB_") or k in _MACHINE}
+    for _ in range(3):  # the reader is gone before the command writes
+        read, write = os.pipe()
+        os.close(read)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest_clinicdb.cli", "partitions", "--dsn", dsn],
+            cwd=REPO,
+            env=env,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        os.close(write)
+        assert proc.stderr == "" and proc.returncode == 0, proc.stderr

@@ -16,6 +16,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -182,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_USAGE if isinstance(exc, usage) else EXIT_CHECK_FAILED
         _say_error(in_command_terms(str(exc), flags), as_json, code)
         return code
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as other command-line tools do,
+        # and keep Python from complaining when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:  # a path given that cannot be read or written
         where = f"{exc.filename}: " if exc.filename else ""
         _say_error(f"{where}{exc.strerror or exc}", as_json, EXIT_USAGE)

@@ -29,14 +29,16 @@ def connect_external(dsn: str, *, pg_version: int | None = None) -> ServerInfo:
     import psycopg
     from psycopg.conninfo import conninfo_to_dict
 
+    masked = mask_dsn(dsn)
     try:
         params: dict[str, Any] = conninfo_to_dict(dsn)
     except psycopg.ProgrammingError as exc:
+        # libpq quotes the string it could not parse, password and all.
+        why = " ".join(str(exc).split()).replace(dsn, masked)
         raise ConfigError(
-            f"--clinicdb-dsn is not a valid connection string: {exc}",
+            f"--clinicdb-dsn is not a valid connection string: {why}",
             hint="e.g. postgresql://user:password@host:5432/postgres",
         ) from None
-    masked = mask_dsn(dsn)
     try:
         with psycopg.connect(dsn, connect_timeout=10, autocommit=True) as conn:
             row = conn.execute(
