@@ -23,7 +23,8 @@ processes, as a user waits for them, on generated throw-away projects:
 
 pytest-postgresql runs with its defaults (a new database from its template per
 test) and tuned (fsync, synchronous_commit and full_page_writes off, basetemp on
-tmpfs), on the same schema and PostgreSQL binaries.  Run::
+tmpfs), on the same schema and PostgreSQL binaries.  Install it with
+``pip install -e ".[dev,bench]"``, then run::
 
     python benchmarks/bench_clinic_db.py                 # about 15 minutes
     python benchmarks/bench_clinic_db.py --quick         # one repeat, ×1 and ×5 only

@@ -34,15 +34,16 @@ NO_DEV_SEED = (
     "no dev seed: there is no dev seed file and seeds are switched off (ini clinicdb_seeds = none)"
 )
 NO_AUDIT_TABLE = (
-    "no audit table partitioned by range on a timestamp (name one with --clinicdb-audit-tables)"
+    "no audit table partitioned by range on a timestamp (name one with --audit-tables)"
 )
+#: `clinicdb check`'s messages name the command's own options (--seeds, not --clinicdb-seeds).
 #: The battery of a project without seeds, audit table or tenant settings: the lock rule passes
 #: (after ``clinicdb lock``), every other rule is skipped with its reason.
 WITHOUT_SEEDS = {
     LOCK_RULE: ("passed", ""),
     "test_clinicdb_system_seed_is_idempotent": (
         "skipped",
-        "no system seed configured (--clinicdb-system-seed, or 001_*.sql in the seeds folder)",
+        "no system seed configured (--system-seed, or 001_*.sql in the seeds folder)",
     ),
     "test_clinicdb_dev_seed_guard_refuses_outside_development_and_test": ("skipped", NO_DEV_SEED),
     "test_clinicdb_dev_seed_is_idempotent": ("skipped", NO_DEV_SEED),
@@ -51,8 +52,8 @@ WITHOUT_SEEDS = {
     "test_clinicdb_no_audited_row_in_a_default_partition": ("skipped", NO_AUDIT_TABLE),
     "test_clinicdb_tenants_are_isolated": (
         "skipped",
-        "tenant isolation is not configured (--clinicdb-tenant-role, "
-        "--clinicdb-tenant-setting and --clinicdb-tenants)",
+        "tenant isolation is not configured (--tenant-role, "
+        "--tenant-setting and --tenants)",
     ),
 }
 #: Supabase's seed.sql is written for `supabase db reset` on an empty local database: no
