@@ -240,12 +240,17 @@ class Databases:
             self._drop_on(admin, name)
             return None
         try:
-            with connect(self.server.dsn_for(new), autocommit=True) as conn:
-                if CloneState.read(conn).changed_since(handed_out) is None:
-                    state = reset_counters(conn)
-                    self.recycled += 1
-                    return new, state
-        except psycopg.Error:
+            # What any session sees first, from this warm one: a test that wrote is
+            # dropped without a connection to its clone.
+            shared = CloneState.of_new(admin, new)
+            if shared.changed_since(handed_out, local=False) is None:
+                with connect(self.server.dsn_for(new), autocommit=True) as conn:
+                    state = shared.with_local(conn)
+                    if state.changed_since(handed_out) is None:
+                        state = reset_counters(conn, state)
+                        self.recycled += 1
+                        return new, state
+        except (psycopg.Error, LookupError):
             pass
         self._drop_on(admin, new)
         return None

@@ -41,7 +41,7 @@ or role with ``track_counts`` off gets no recycling at all.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: What the server knows of a database from any connection (``%s``: its name).
@@ -65,11 +65,13 @@ SELECT d.tup_inserted + d.tup_updated + d.tup_deleted,
 
 #: What only a connection to the database itself can read.
 LOCAL_STATE = """
-SELECT (SELECT coalesce(sum(s.blks_read + s.blks_hit), 0) FROM pg_statio_all_sequences s),
-       (SELECT coalesce(sum(t.vacuum_count + t.autovacuum_count + t.analyze_count
-                            + t.autoanalyze_count), 0)
-          FROM pg_stat_all_tables t JOIN pg_class c ON c.oid = t.relid
-         WHERE NOT c.relisshared)  -- shared catalogs are vacuumed from every database
+SELECT coalesce(sum(pg_stat_get_blocks_fetched(c.oid))
+                  FILTER (WHERE c.relkind = 'S'), 0),
+       coalesce(sum(pg_stat_get_vacuum_count(c.oid) + pg_stat_get_autovacuum_count(c.oid)
+                    + pg_stat_get_analyze_count(c.oid) + pg_stat_get_autoanalyze_count(c.oid))
+                  FILTER (WHERE c.relkind IN ('r', 'm', 't', 'p')), 0)
+  FROM pg_class c
+ WHERE NOT c.relisshared  -- shared catalogs are vacuumed from every database
 """
 
 #: The first PostgreSQL whose backends flush their statistics before they leave.
@@ -90,37 +92,55 @@ class CloneState:
     @classmethod
     def read(cls, conn: Any) -> CloneState:
         """The state of the database ``conn`` is connected to."""
-        row = conn.execute(DATABASE_STATE, (conn.info.dbname,)).fetchone()
-        local = conn.execute(LOCAL_STATE).fetchone()
-        return cls(int(row[0]), row[1], int(local[0]), int(local[1]), str(row[2]), bool(row[3]))
+        return cls.of_new(conn, conn.info.dbname).with_local(conn)
 
     @classmethod
     def of_new(cls, admin: Any, name: str) -> CloneState:
-        """The state of a clone nobody has connected to yet (so nothing local counted)."""
+        """What any connection (``admin``) sees of database ``name``; what only a connection
+        to it can see reads 0 (so this is all of a clone nobody has connected to yet)."""
         row = admin.execute(DATABASE_STATE, (name,)).fetchone()
         if row is None:
             raise LookupError(f"no database {name}")
         return cls(int(row[0]), row[1], 0, 0, str(row[2]), bool(row[3]))
 
-    def changed_since(self, handed_out: CloneState) -> str | None:
-        """None if nothing changed since ``handed_out``; else what did."""
+    def with_local(self, conn: Any) -> CloneState:
+        """This state completed with what ``conn``, connected to the database, reads."""
+        local = conn.execute(LOCAL_STATE).fetchone()
+        return replace(self, sequence_reads=int(local[0]), maintenance=int(local[1]))
+
+    def changed_since(self, handed_out: CloneState, *, local: bool = True) -> str | None:
+        """None if nothing changed since ``handed_out``; else what did.  With ``local=False``
+        only what any connection sees is compared (a cheap first look)."""
         if not (self.counting and handed_out.counting):
             return "the server does not count writes (track_counts is off somewhere)"
         if self.writes != handed_out.writes:
             return f"{self.writes - handed_out.writes} row(s) written"
-        if self.sequence_reads != handed_out.sequence_reads:
-            return "a sequence was used"
-        if self.maintenance != handed_out.maintenance:
-            return "a table was vacuumed or analyzed"
         if self.stats_reset != handed_out.stats_reset:
             return "its statistics were reset"
         if self.database != handed_out.database:
             return "the database's settings, privileges or comment changed"
+        if local and self.sequence_reads != handed_out.sequence_reads:
+            return "a sequence was used"
+        if local and self.maintenance != handed_out.maintenance:
+            return "a table was vacuumed or analyzed"
         return None
 
 
-def reset_counters(conn: Any) -> CloneState:
-    """Zero the clone's activity statistics; its state as the next test gets it."""
+#: After ``pg_stat_reset()``: the counters that changed (the database's row did not).
+AFTER_RESET = f"""
+SELECT d.tup_inserted + d.tup_updated + d.tup_deleted, d.stats_reset, local.*
+  FROM pg_stat_database d, ({LOCAL_STATE}) local
+ WHERE d.datname = current_database()
+"""
+
+
+def reset_counters(conn: Any, state: CloneState) -> CloneState:
+    """Zero the activity statistics of the clone ``conn`` is connected to, whose state
+    is ``state``; return its state as the next test gets it."""
     conn.execute("SELECT pg_stat_reset()")
     # The reset is immediate; the counters read 0 from here on.
-    return CloneState.read(conn)
+    row = conn.execute(AFTER_RESET).fetchone()
+    return replace(
+        state, writes=int(row[0]), stats_reset=row[1], sequence_reads=int(row[2]),
+        maintenance=int(row[3]),
+    )  # fmt: skip

@@ -33,9 +33,7 @@ LOCK_RULE = "test_clinicdb_migrations_match_the_lock_file"
 NO_DEV_SEED = (
     "no dev seed: there is no dev seed file and seeds are switched off (ini clinicdb_seeds = none)"
 )
-NO_AUDIT_TABLE = (
-    "no audit table partitioned by range on a timestamp (name one with --audit-tables)"
-)
+NO_AUDIT_TABLE = "no audit table partitioned by range on a timestamp (name one with --audit-tables)"
 #: `clinicdb check`'s messages name the command's own options (--seeds, not --clinicdb-seeds).
 #: The battery of a project without seeds, audit table or tenant settings: the lock rule passes
 #: (after ``clinicdb lock``), every other rule is skipped with its reason.
@@ -52,8 +50,7 @@ WITHOUT_SEEDS = {
     "test_clinicdb_no_audited_row_in_a_default_partition": ("skipped", NO_AUDIT_TABLE),
     "test_clinicdb_tenants_are_isolated": (
         "skipped",
-        "tenant isolation is not configured (--tenant-role, "
-        "--tenant-setting and --tenants)",
+        "tenant isolation is not configured (--tenant-role, --tenant-setting and --tenants)",
     ),
 }
 #: Supabase's seed.sql is written for `supabase db reset` on an empty local database: no

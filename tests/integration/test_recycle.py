@@ -293,3 +293,27 @@ def test_the_pool_recycles_only_unchanged_clones(
     oids = [n for n, _ in seen]
     assert len(set(oids)) < len(oids), f"no clone was recycled: {seen}"
     assert databases.recycled > 0
+
+
+def test_while_clones_come_back_the_pool_makes_no_new_ones(
+    databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
+) -> None:
+    """A suite of read-only tests: after the first few clones every test gets a recycled
+    one, so the server spends no CREATE DATABASE (and no DROP DATABASE) per test."""
+    uses = 40
+    made_before = len(databases.clone_times)
+    oids: set[int] = set()
+    for _ in range(uses):
+        name = databases.fresh(template)
+        with psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
+            row = conn.execute(
+                "SELECT oid FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+            assert row is not None
+            oids.add(int(row[0]))
+            conn.execute("SELECT count(*) FROM clinic.clinics").fetchone()
+        databases.release(template, name)
+    made = len(databases.clone_times) - made_before
+    # The two cloners' first clones and one each in hand, and a little slack.
+    assert made <= 8, f"{made} clones made for {uses} read-only tests"
+    assert len(oids) <= 8, f"{len(oids)} different databases for {uses} read-only tests"
