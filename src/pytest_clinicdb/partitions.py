@@ -134,6 +134,7 @@ def read_partitions(
             (TEST_ONLY + "%", name),
         ).fetchall()
         pmap = PartitionMap(name, m.group(1))
+        ranges: list[tuple[str, str, bool, tuple[str, ...], str, str]] = []
         for child, bound, test_only, subs in children:
             subs_t = tuple(subs or ())
             if production and test_only:
@@ -142,25 +143,36 @@ def read_partitions(
                 pmap.default = Partition(child, None, None, bound, True, subs_t)
                 continue
             r = _RANGE.match(bound or "")
-            if r is None:
-                continue
-            lower = _instant(conn, r.group("lo"))
-            upper = _instant(conn, r.group("hi"))
+            if r is not None:
+                ranges.append((child, bound, test_only, subs_t, r.group("lo"), r.group("hi")))
+        instants = _instants(conn, [b for r in ranges for b in r[4:]])
+        for child, bound, test_only, subs_t, lo, hi in ranges:
+            lower, upper = instants[lo], instants[hi]
             pmap.ranges.append(Partition(child, lower, upper, bound, False, subs_t, test_only))
     pmap.ranges.sort(key=lambda p: (p.lower is not None, p.lower or dt.datetime.min))
     return pmap
 
 
-def _instant(conn: psycopg.Connection[Any], literal: str) -> dt.datetime | None:
-    literal = literal.strip()
-    if literal.upper() in ("MINVALUE", "MAXVALUE"):
-        return None
-    if not (literal.startswith("'") and literal.endswith("'")):
-        raise PartitionError(f"cannot read partition bound {literal!r}")
-    row = conn.execute("SELECT %s::timestamptz", (literal[1:-1].replace("''", "'"),)).fetchone()
-    assert row is not None
-    value = row[0]
-    return value if isinstance(value, dt.datetime) else None
+def _instants(conn: psycopg.Connection[Any], literals: list[str]) -> dict[str, dt.datetime | None]:
+    """Partition bound literals as instants (None: MINVALUE/MAXVALUE), read in one query."""
+    out: dict[str, dt.datetime | None] = {}
+    texts: dict[str, str] = {}
+    for literal in literals:
+        value = literal.strip()
+        if value.upper() in ("MINVALUE", "MAXVALUE"):
+            out[literal] = None
+        elif value.startswith("'") and value.endswith("'"):
+            texts[literal] = value[1:-1].replace("''", "'")
+        else:
+            raise PartitionError(f"cannot read partition bound {literal!r}")
+    if texts:
+        rows = conn.execute(
+            "SELECT t::timestamptz FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+            (list(texts.values()),),
+        ).fetchall()
+        for literal, (value,) in zip(texts, rows, strict=True):
+            out[literal] = value if isinstance(value, dt.datetime) else None
+    return out
 
 
 def as_instant(ts: dt.datetime | dt.date | str) -> dt.datetime:

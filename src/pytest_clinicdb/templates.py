@@ -699,6 +699,8 @@ class Builder:
                 "embedded backend, which keeps one cluster per project)"
             )
         keys = self.project.prefix_keys(info.server.major)
+        if resume is not None:  # passed too: a later chain (the next edit) resumes there again
+            info.checkpoints[keys[done]] = str(resume[1].cluster_state)
         # Two checkpoints: after all but the newest versioned migration (an edit of the newest
         # resumes there) and after all of them (a new migration or a seed edit resumes there).
         stops = sorted({n for n in (len(versioned) - 1, len(versioned)) if n > done})

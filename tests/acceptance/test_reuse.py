@@ -230,20 +230,23 @@ def test_editing_the_newest_migration_resumes_where_the_chain_changed(project, c
     project.tests(FOUR_TESTS)
     project.run().assert_outcomes(passed=4)
     assert counted() == 1
-    project.migration("004_last.sql", "CREATE TABLE app.notes (id int, body text);\n")
-    edited = project.run("--clinicdb-timings")
-    edited.assert_outcomes(passed=4)
-    edited.stdout.fnmatch_lines(
-        [
-            "clinicdb: server * (new cluster (copy of the earlier chain's, with its checkpoint "
-            "after 3))*",
-            "clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a "
-            "checkpoint)",
-        ]
-    )
-    timed = [line.split()[1] for line in edited.stdout.lines if line.startswith("    migration ")]
-    assert timed == ["004_last.sql"]
-    assert counted() == 1, "the counting migration (003) did not run again"
+    # Edited again and again, as a developer does: every edit resumes there, also once the
+    # clusters of the earlier chains are gone (a cap of 2 keeps this one and the one before).
+    for column in ("body text", "title text", "due date"):
+        project.migration("004_last.sql", f"CREATE TABLE app.notes (id int, {column});\n")
+        edited = project.run("--clinicdb-timings", "--clinicdb-keep-templates=2")
+        edited.assert_outcomes(passed=4)
+        edited.stdout.fnmatch_lines(
+            [
+                "clinicdb: server * (new cluster (copy of the earlier chain's, with its "
+                "checkpoint after 3))*",
+                "clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a "
+                "checkpoint)",
+            ]
+        )
+        timed = [ln.split()[1] for ln in edited.stdout.lines if ln.startswith("    migration ")]
+        assert timed == ["004_last.sql"]
+        assert counted() == 1, "the counting migration (003) did not run again"
     # An edit further back finds no checkpoint of its prefix: a build from the start.
     project.migration(
         "002_flags.sql", (project.migrations / "002_flags.sql").read_text() + "-- edit\n"

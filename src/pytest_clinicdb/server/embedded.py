@@ -485,7 +485,11 @@ class EmbeddedBackend:
         state = source.state()
         try:
             with source.file_lock(timeout=0):
-                if source.running() or source.live_users() or not state:
+                if source.live_users() or not state:
+                    return None
+                # No run uses it: it is still shutting down (the run before did not wait
+                # for that), or kept idle.  Either way it stops before its files are copied.
+                if source.running() and not source.stop():
                     return None
                 self._wipe(cluster)
                 launcher.prepare(cluster)
