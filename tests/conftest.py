@@ -25,6 +25,7 @@ import pytest
 from pytest_clinicdb.binaries import probe, server_account
 from pytest_clinicdb.config import default_cache_dir
 from pytest_clinicdb.gc import reap_dead_runs
+from pytest_clinicdb.runs import pid_alive
 from pytest_clinicdb.server.cluster import CLUSTER_DIR_PREFIX, ClusterDir, stop_idle_clusters
 from pytest_clinicdb.server.embedded import start_standalone
 
@@ -88,6 +89,7 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
     binaries = probe(bindir, "kept cluster")
     assert binaries is not None
     cluster = ClusterDir(root)
+    _wait_while_stopping(cluster)  # a run's end asks the server to stop and does not wait
     was_running = cluster.running()
     info = start_standalone(root, binaries, account)
     try:
@@ -96,6 +98,26 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
     finally:
         if not was_running:
             cluster.stop()
+
+
+def _wait_while_stopping(cluster: ClusterDir, timeout: float = 30.0) -> None:
+    """Wait for a server shutting down to exit (the status line of postmaster.pid says so),
+    and then for its reaper: a reaper still looking would stop the server started here."""
+    deadline = time.monotonic() + timeout
+    while cluster.running() and time.monotonic() < deadline:
+        try:
+            lines = (cluster.data / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            break
+        if len(lines) < 8 or lines[7].strip() != "stopping":
+            return  # running, not stopping: its reaper sees a live user or leaves it be
+        time.sleep(0.02)
+    try:
+        reaper = int((cluster.root / "reaper.pid").read_text())
+    except (OSError, ValueError):
+        return
+    while pid_alive(reaper) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 #: What the plugin keeps on a server between runs: templates and the checkpoints builds resume from.
