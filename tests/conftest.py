@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -100,6 +101,10 @@ def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
             cluster.stop()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_while_stopping(cluster: ClusterDir, timeout: float = 30.0) -> None:
     """Wait for a server shutting down to exit (the status line of postmaster.pid says so),
     and then for its reaper: a reaper still looking would stop the server started here."""
@@ -185,6 +190,9 @@ class Project:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # Ctrl-C as a terminal sends it, also when this suite runs in a background job
+            # (whose children inherit SIGINT ignored).
+            preexec_fn=_default_sigint,
         )
 
     def leftovers(self) -> list[str]:
