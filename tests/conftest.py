@@ -79,12 +79,16 @@ def kept_clusters(cache: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def kept_server(cache: Path) -> Iterator[psycopg.Connection[object]]:
-    """An admin connection to the one kept cluster in ``cache``, started just for a look.
+def kept_server(cache: Path, *, newest: bool = False) -> Iterator[psycopg.Connection[object]]:
+    """An admin connection to the one kept cluster in ``cache`` (with ``newest``: the one
+    last used), started just for a look.
 
     A server that was already running is left running; one started here is stopped.
     """
-    (root,) = kept_clusters(cache)
+    if newest:
+        root = max(kept_clusters(cache), key=lambda p: ClusterDir(p).meta().get("last_used") or 0)
+    else:
+        (root,) = kept_clusters(cache)
     account = server_account(None)
     bindir = Path(json.loads((root / "state.json").read_text())["bindir"])
     binaries = probe(bindir, "kept cluster")

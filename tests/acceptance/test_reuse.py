@@ -15,7 +15,15 @@ import pytest
 
 from pytest_clinicdb.cli import main as clinicdb
 
-from ..conftest import KEPT, databases, kept_clusters, kept_server, postgres_processes, wait_for
+from ..conftest import (
+    KEPT,
+    databases,
+    kept_clusters,
+    kept_server,
+    postgres_processes,
+    user_databases,
+    wait_for,
+)
 
 pytestmark = pytest.mark.acceptance
 
@@ -247,6 +255,12 @@ def test_editing_the_newest_migration_resumes_where_the_chain_changed(project, c
         timed = [ln.split()[1] for ln in edited.stdout.lines if ln.startswith("    migration ")]
         assert timed == ["004_last.sql"]
         assert counted() == 1, "the counting migration (003) did not run again"
+    # The copy keeps only what its chain can use: its own template and the checkpoints of its
+    # prefixes (after 3, and after 4 as edited last), not the earlier chains' ones.
+    with kept_server(project.cache_dir, newest=True) as admin:
+        kept = user_databases(admin)
+    assert sum(n.startswith("clinicdb_tpl_") for n in kept) == 1, kept
+    assert sum(n.startswith("clinicdb_ckpt_") for n in kept) == 2, kept
     # An edit further back finds no checkpoint of its prefix: a build from the start.
     project.migration(
         "002_flags.sql", (project.migrations / "002_flags.sql").read_text() + "-- edit\n"

@@ -284,6 +284,22 @@ def start_standalone(root: Path, binaries: PgBinaries, account: Account | None) 
         )
 
 
+def _drop_what_the_chain_cannot_use(admin: Any, prefix_keys: set[str]) -> None:
+    """In a copy of an earlier chain's cluster, drop the templates (built for that chain)
+    and the checkpoints of prefixes this chain does not have: the earlier chain's own
+    cluster keeps them, and each later copy would carry them again."""
+    from ..databases import drop_database
+    from ..marker import marked_databases
+
+    for name, marker in marked_databases(admin):
+        if marker is None:
+            continue
+        if marker.kind == "template" or (
+            marker.kind == "checkpoint" and marker.key not in prefix_keys
+        ):
+            drop_database(admin, name)
+
+
 def info_of(
     cluster: ClusterDir, state: dict[str, Any], binaries: str, hermetic: bool
 ) -> ServerInfo:
@@ -503,6 +519,7 @@ class EmbeddedBackend:
         info = self._launch(cluster, launcher, str(state["password"]), how)
         with psycopg.connect(info.dsn, autocommit=True) as admin:
             if cluster_state(admin) == expected:
+                _drop_what_the_chain_cannot_use(admin, set(keys))
                 return info
         cluster.stop()
         self._wipe(cluster)
