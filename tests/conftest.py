@@ -35,6 +35,25 @@ REPO = Path(__file__).resolve().parents[1]
 collect_ignore = ["projects"]
 
 
+def shm_mapped_by_postgres(marker: str) -> set[str]:
+    """The POSIX shared memory segments (``/dev/shm/PostgreSQL.*``) that running postgres
+    processes mentioning ``marker`` have mapped (a server with POSIX dynamic shared memory
+    maps its control segment at start)."""
+    found: set[str] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            if not (args[0].endswith(b"postgres") and any(marker.encode() in a for a in args)):
+                continue
+            maps = (entry / "maps").read_text()
+        except (OSError, IndexError):
+            continue
+        found |= {line.split()[-1] for line in maps.splitlines() if " /dev/shm/PostgreSQL." in line}
+    return found
+
+
 def postgres_processes(marker: str) -> list[str]:
     """Command lines of running postgres processes whose arguments mention ``marker``."""
     found = []

@@ -258,8 +258,10 @@ def resolve_audit_tables(
     found, wrong = [], []
     for table in configured:
         try:
-            # A savepoint when a transaction is open: a malformed name raises in to_regclass.
+            # A savepoint when a transaction is open: a malformed name raises in parse_ident
+            # (to_regclass returns NULL for one from PostgreSQL 16 on).
             with conn.transaction():
+                conn.execute("SELECT parse_ident(%s)", (table,))
                 row = conn.execute(
                     f"SELECT {qualified('c.oid')}, c.relkind FROM pg_class c "
                     "WHERE c.oid = to_regclass(%s)",
