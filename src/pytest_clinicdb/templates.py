@@ -710,7 +710,10 @@ class Builder:
         def step(m: Migration) -> None:
             session.begin(f"migration {m.name} ({position[m.name]}/{len(position)})")
 
-        for stop in [*stops, None]:
+        passes: list[int | None] = list(stops)
+        if not (stops and stops[-1] == len(versioned) == len(p.migrations)):
+            passes.append(None)  # the whole chain: repeatables, or what no checkpoint covers
+        for stop in passes:
             chain = list(p.migrations) if stop is None else versioned[:stop]
 
             with capture_notices(conn, "migrations") as notices:

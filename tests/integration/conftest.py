@@ -1,13 +1,37 @@
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
+from pytest_clinicdb._state import context_of
+from pytest_clinicdb.binaries import make_reachable, server_account
+from pytest_clinicdb.config import default_cache_dir
 from pytest_clinicdb.databases import drop_database
 from pytest_clinicdb.server import ServerInfo
+from pytest_clinicdb.server.cluster import ClusterDir
+from pytest_clinicdb.server.embedded import start_standalone
+
+
+@pytest.fixture(scope="module")
+def private_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
+    """A server of the module's own (stopped and deleted after it): for tests that look at
+    every database, or at the cluster-wide state, which other tests' builds would change."""
+    cache = default_cache_dir().parent / f"clinicdb-test-{uuid.uuid4().hex[:8]}"
+    cache.mkdir(parents=True)
+    os.chmod(cache, 0o755)
+    account = server_account(None)
+    binaries = make_reachable(context_of(request.config).backend.found, account, cache)
+    cluster = ClusterDir(cache / "cluster")
+    try:
+        yield start_standalone(cluster.root, binaries, account)
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture

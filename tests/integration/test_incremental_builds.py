@@ -25,6 +25,13 @@ from ..conftest import REPO
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def server(private_server):
+    """A server of this module's own: a checkpoint is resumed only while the cluster-wide state
+    (roles …) is as it was, and other tests' builds on a shared server change it."""
+    return private_server
+
+
 def project_copy(tmp_path: Path) -> Path:
     """The clinic database, made unique (its own checkpoints) by a comment in the first file."""
     root = tmp_path / "db"
@@ -73,48 +80,46 @@ def drop_templates(server, *names: str) -> None:
             drop_database(admin, name)
 
 
-def test_editing_the_newest_migration_resumes_from_the_checkpoint_before_it(
-    clinic_postgres, tmp_path
-):
+def test_editing_the_newest_migration_resumes_from_the_checkpoint_before_it(server, tmp_path):
     root = project_copy(tmp_path)
     migrations = sorted((root / "migrations").glob("*.sql"))
-    first = builder(root).base(clinic_postgres)
+    first = builder(root).base(server)
     assert (first.built, first.resumed) == (True, 0)
     assert len(first.checkpoints) == 2  # after n-1 and after n
 
     migrations[-1].write_text(
         migrations[-1].read_text() + "\nCOMMENT ON TABLE clinic.patients IS 'edited';\n"
     )
-    edited = builder(root).base(clinic_postgres)
+    edited = builder(root).base(server)
     assert (edited.built, edited.resumed) == (True, len(migrations) - 1)
     applied = [k for k in edited.timings if k.startswith("migration ")]
     assert applied == [f"migration {migrations[-1].name}"]
 
     # The same chain from scratch is the same database.
-    incremental = fingerprint_of(clinic_postgres, edited)
-    drop_templates(clinic_postgres, edited.name)
-    full = scratch(root, clinic_postgres)
+    incremental = fingerprint_of(server, edited)
+    drop_templates(server, edited.name)
+    full = scratch(root, server)
     assert (full.built, full.resumed) == (True, 0)
-    assert differences(incremental, fingerprint_of(clinic_postgres, full)) == []
+    assert differences(incremental, fingerprint_of(server, full)) == []
     # ... and the fingerprint does see a difference when there is one.
-    drop_templates(clinic_postgres, full.name)
+    drop_templates(server, full.name)
     migrations[-1].write_text(migrations[-1].read_text().replace("'edited'", "'changed'"))
-    other = builder(root).base(clinic_postgres)
-    assert differences(incremental, fingerprint_of(clinic_postgres, other)) == [
+    other = builder(root).base(server)
+    assert differences(incremental, fingerprint_of(server, other)) == [
         "comments",
         "rows of clinicdb.migrations",  # the changed file's checksum
     ]
 
 
-def test_a_new_migration_and_a_seed_edit_apply_only_what_changed(clinic_postgres, tmp_path):
+def test_a_new_migration_and_a_seed_edit_apply_only_what_changed(server, tmp_path):
     root = project_copy(tmp_path)
     count = len(list((root / "migrations").glob("*.sql")))
-    builder(root).base(clinic_postgres)
+    builder(root).base(server)
 
     (root / "migrations" / "999_late_column.sql").write_text(
         "ALTER TABLE clinic.clinics ADD COLUMN motto text;\n"
     )
-    appended = builder(root).base(clinic_postgres)
+    appended = builder(root).base(server)
     assert appended.resumed == count
     assert [k for k in appended.timings if k.startswith("migration ")] == [
         "migration 999_late_column.sql"
@@ -122,32 +127,27 @@ def test_a_new_migration_and_a_seed_edit_apply_only_what_changed(clinic_postgres
 
     seed = next((root / "seeds").glob("001_*.sql"))
     seed.write_text(seed.read_text() + "\n-- reviewed\n")
-    seeded = builder(root).base(clinic_postgres)
+    seeded = builder(root).base(server)
     assert seeded.built and seeded.resumed == count + 1
     assert [k for k in seeded.timings if k.startswith("migration ")] == []
     assert f"seed {seed.name}" in seeded.timings
-    drop_templates(clinic_postgres, seeded.name)
-    full = scratch(root, clinic_postgres)
-    assert (
-        differences(fingerprint_of(clinic_postgres, full), fingerprint_of(clinic_postgres, seeded))
-        == []
-    )
+    drop_templates(server, seeded.name)
+    full = scratch(root, server)
+    assert differences(fingerprint_of(server, full), fingerprint_of(server, seeded)) == []
 
 
-def test_a_checkpoint_is_not_resumed_once_the_cluster_wide_state_moved_on(
-    clinic_postgres, tmp_path
-):
+def test_a_checkpoint_is_not_resumed_once_the_cluster_wide_state_moved_on(server, tmp_path):
     root = project_copy(tmp_path)
-    builder(root).base(clinic_postgres)
+    builder(root).base(server)
     role = f"clinicdb_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(clinic_postgres.dsn, autocommit=True) as admin:
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role}")
     try:
         migrations = sorted((root / "migrations").glob("*.sql"))
         migrations[-1].write_text(migrations[-1].read_text() + "\n-- edited\n")
-        assert builder(root).find_checkpoint(clinic_postgres) is None
-        rebuilt = builder(root).base(clinic_postgres)
+        assert builder(root).find_checkpoint(server) is None
+        rebuilt = builder(root).base(server)
         assert rebuilt.resumed == 0
     finally:
-        with psycopg.connect(clinic_postgres.dsn, autocommit=True) as admin:
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
             admin.execute(f"DROP ROLE {role}")

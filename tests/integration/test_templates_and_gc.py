@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import socket
 import subprocess
 import uuid
@@ -19,16 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pytest_clinicdb._state import context_of
-from pytest_clinicdb.binaries import make_reachable, server_account
-from pytest_clinicdb.config import default_cache_dir
 from pytest_clinicdb.errors import TemplateBuildError
 from pytest_clinicdb.gc import collect_garbage
 from pytest_clinicdb.marker import BUILDER_VERSION, Marker, read_marker, write_marker
 from pytest_clinicdb.runs import RunRef
 from pytest_clinicdb.server import ServerInfo
-from pytest_clinicdb.server.cluster import ClusterDir
-from pytest_clinicdb.server.embedded import start_standalone
 from pytest_clinicdb.templates import TemplateSpec, build_lock_id, current_month, ensure_template
 
 from ..conftest import user_databases, wait_for
@@ -37,18 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
-    cache = default_cache_dir().parent / f"clinicdb-test-{uuid.uuid4().hex[:8]}"
-    cache.mkdir(parents=True)
-    os.chmod(cache, 0o755)
-    account = server_account(None)
-    binaries = make_reachable(context_of(request.config).backend.found, account, cache)
-    cluster = ClusterDir(cache / "cluster")
-    try:
-        yield start_standalone(cluster.root, binaries, account)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(cache, ignore_errors=True)
+def server(private_server: ServerInfo) -> ServerInfo:
+    return private_server
 
 
 @pytest.fixture
