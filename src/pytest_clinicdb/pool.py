@@ -8,9 +8,9 @@ are done with.  (A template carries the relation cache file of its database,
 written when its build ends, so the first connection to a clone is as quick as
 any.)  A test then only waits if tests come faster than clones.  The server
 does the same work either way: the pool moves it off the test's critical path,
-it does not make it disappear.  The threads
-use their own connections; psycopg waits on the socket without holding the
-GIL, so the test's Python code keeps running.
+it does not make it disappear.  The threads use their own connections; psycopg
+waits on the socket without holding the GIL, so the test's Python code keeps
+running.
 
 A clone its test left unchanged can be *recycled* instead of dropped (see
 :mod:`pytest_clinicdb.recycle`): the cloner records each clone's state when it
