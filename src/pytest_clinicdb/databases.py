@@ -109,14 +109,31 @@ class Databases:
 
         self.run = run
         self.server = server
-        #: Unchanged fresh clones go back to the pool (see :mod:`pytest_clinicdb.recycle`).
-        self.recycling = recycle and server.major >= MIN_MAJOR
+        self._may_recycle = recycle and server.major >= MIN_MAJOR
+        self._recycle_asked = False
         self.recycled = 0
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
         self.clone_times: list[float] = []
         self.drop_times: list[float] = []
+
+    @property
+    def recycling(self) -> bool:
+        """Whether unchanged fresh clones go back to the pool (see :mod:`pytest_clinicdb.recycle`).
+
+        Only where the role may reset a database's statistics (``pg_stat_reset()``: a
+        superuser, or a role granted EXECUTE on it); asked of the server on first use.
+        """
+        if self._may_recycle and not self._recycle_asked:
+            self._recycle_asked = True
+            row = (
+                self.admin()
+                .execute("SELECT has_function_privilege('pg_stat_reset()', 'EXECUTE')")
+                .fetchone()
+            )
+            self._may_recycle = bool(row and row[0])
+        return self._may_recycle
 
     def admin(self) -> psycopg.Connection[Any]:
         """An autocommit connection to the maintenance database (one per process and server).

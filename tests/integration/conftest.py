@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from pytest_clinicdb._state import context_of
-from pytest_clinicdb.binaries import make_reachable, server_account
+from pytest_clinicdb.binaries import find_binaries, make_reachable, server_account
 from pytest_clinicdb.config import default_cache_dir
 from pytest_clinicdb.databases import drop_database
 from pytest_clinicdb.server import ServerInfo
@@ -25,7 +25,9 @@ def private_server(request: pytest.FixtureRequest) -> Iterator[ServerInfo]:
     cache.mkdir(parents=True)
     os.chmod(cache, 0o755)
     account = server_account(None)
-    binaries = make_reachable(context_of(request.config).backend.found, account, cache)
+    settings = context_of(request.config).settings  # whatever the backend: a local server
+    found = find_binaries(settings.pg_bin, "--clinicdb-pg-bin", settings.pg_version)
+    binaries = make_reachable(found, account, cache)
     cluster = ClusterDir(cache / "cluster")
     try:
         yield start_standalone(cluster.root, binaries, account)

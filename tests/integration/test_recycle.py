@@ -3,7 +3,9 @@ indistinguishable from a new clone by catalog and data (see pytest_clinicdb.recy
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,14 +25,16 @@ SEQUENCE = "audit.audit_logs_id_seq"
 
 
 @pytest.fixture
-def recycling_server(clinic_postgres: ServerInfo) -> None:
-    if clinic_postgres.major < MIN_MAJOR:
-        pytest.skip(f"recycling needs PostgreSQL {MIN_MAJOR}+ (statistics flushed at exit)")
+def databases(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> Databases:
+    return context_of(request.config).databases(clinic_postgres)
 
 
 @pytest.fixture
-def databases(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> Databases:
-    return context_of(request.config).databases(clinic_postgres)
+def recycling_server(clinic_postgres: ServerInfo, databases: Databases) -> None:
+    if clinic_postgres.major < MIN_MAJOR:
+        pytest.skip(f"recycling needs PostgreSQL {MIN_MAJOR}+ (statistics flushed at exit)")
+    if not databases.recycling:
+        pytest.skip("recycling needs a role that may run pg_stat_reset() (this one may not)")
 
 
 @pytest.fixture
@@ -64,6 +68,12 @@ def handed_out(
             databases.drop(left)
     MADE.clear()
     OIDS.clear()
+
+
+def need_superuser(databases: Databases) -> None:
+    row = databases.admin().execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    if row.fetchone() != (True,):
+        pytest.skip("needs a superuser (track_counts is a superuser setting)")
 
 
 def recycle(databases: Databases, name: str, state: CloneState) -> tuple[str, object] | None:
@@ -178,6 +188,8 @@ def test_a_clone_its_test_changed_is_dropped(
     handed_out: tuple[str, CloneState],
     statements: list[str],
 ) -> None:
+    if "track_counts" in statements[0]:
+        need_superuser(databases)
     name, state = handed_out
     _session(clinic_postgres, name, statements)
     assert recycle(databases, name, state) is None
@@ -222,6 +234,7 @@ def test_no_recycling_where_a_role_does_not_count_writes(
     databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
 ) -> None:
     """A role whose sessions do not count writes could hide them: nothing is recycled."""
+    need_superuser(databases)
     name, state = handed_out
     admin = databases.admin()
     admin.execute("CREATE ROLE clinicdb_uncounted LOGIN SUPERUSER")
@@ -317,3 +330,28 @@ def test_while_clones_come_back_the_pool_makes_no_new_ones(
     # The two cloners' first clones and one each in hand, and a little slack.
     assert made <= 8, f"{made} clones made for {uses} read-only tests"
     assert len(oids) <= 8, f"{len(oids)} different databases for {uses} read-only tests"
+
+
+def test_a_role_that_may_not_reset_statistics_gets_no_recycling(
+    databases: Databases, clinic_postgres: ServerInfo
+) -> None:
+    """Recycling ends with pg_stat_reset(), which only a superuser (or a role granted it)
+    may run: for any other role the pool drops clones as before, and says nothing wrong."""
+    need_superuser(databases)
+    role = f"clinicdb_plain_{uuid.uuid4().hex[:8]}"
+    admin = databases.admin()
+    admin.execute(f"CREATE ROLE {role} LOGIN CREATEDB")
+    try:
+        admin.execute(f"ALTER ROLE {role} PASSWORD '{role}'")
+        plain = dataclasses.replace(clinic_postgres, user=role, password=role, superuser=False)
+        for grant, expected in ((False, False), (True, True)):
+            if grant:
+                admin.execute(f"GRANT EXECUTE ON FUNCTION pg_stat_reset() TO {role}")
+            as_role = Databases(databases.run, plain, recycle=True)
+            try:
+                assert as_role.recycling is expected
+            finally:
+                as_role.close()
+    finally:
+        admin.execute(f"REVOKE EXECUTE ON FUNCTION pg_stat_reset() FROM {role}")
+        admin.execute(f"DROP ROLE {role}")
