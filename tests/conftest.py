@@ -33,30 +33,32 @@ from pytest_clinicdb.server.embedded import start_standalone
 REPO = Path(__file__).resolve().parents[1]
 #: Small projects in other teams' styles: test data, run by the acceptance tests through pytester.
 collect_ignore = ["projects"]
+PROJECTS = REPO / "tests" / "projects"
 
 
-def shm_mapped_by_postgres(marker: str) -> set[str]:
-    """The POSIX shared memory segments (``/dev/shm/PostgreSQL.*``) that running postgres
-    processes mentioning ``marker`` have mapped (a server with POSIX dynamic shared memory
-    maps its control segment at start)."""
-    found: set[str] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            if not (args[0].endswith(b"postgres") and any(marker.encode() in a for a in args)):
-                continue
-            maps = (entry / "maps").read_text()
-        except (OSError, IndexError):
-            continue
-        found |= {line.split()[-1] for line in maps.splitlines() if " /dev/shm/PostgreSQL." in line}
-    return found
+def copy_project(pytester: pytest.Pytester, name: str) -> Path:
+    """One of ``tests/projects`` as the pytester project."""
+    shutil.copytree(PROJECTS / name, pytester.path, dirs_exist_ok=True)
+    return pytester.path
 
 
-def postgres_processes(marker: str) -> list[str]:
-    """Command lines of running postgres processes whose arguments mention ``marker``."""
-    found = []
+def clinicdb(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``clinicdb`` command in ``cwd``, with ``cache`` as its cache directory."""
+    env = {**os.environ, "CLINICDB_CACHE_DIR": str(cache)}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_clinicdb.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _postgres(marker: str) -> Iterator[tuple[Path, list[bytes]]]:
+    """The /proc entry and arguments of each running (not zombie) postgres process whose
+    arguments mention ``marker``."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -68,8 +70,26 @@ def postgres_processes(marker: str) -> list[str]:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             continue
         if args and args[0].endswith(b"postgres") and any(marker.encode() in a for a in args):
-            found.append(" ".join(a.decode(errors="replace") for a in args))
+            yield entry, args
+
+
+def shm_mapped_by_postgres(marker: str) -> set[str]:
+    """The POSIX shared memory segments (``/dev/shm/PostgreSQL.*``) that running postgres
+    processes mentioning ``marker`` have mapped (a server with POSIX dynamic shared memory
+    maps its control segment at start)."""
+    found: set[str] = set()
+    for entry, _ in _postgres(marker):
+        try:
+            maps = (entry / "maps").read_text()
+        except OSError:
+            continue
+        found |= {line.split()[-1] for line in maps.splitlines() if " /dev/shm/PostgreSQL." in line}
     return found
+
+
+def postgres_processes(marker: str) -> list[str]:
+    """Command lines of running postgres processes whose arguments mention ``marker``."""
+    return [" ".join(a.decode(errors="replace") for a in args) for _, args in _postgres(marker)]
 
 
 @pytest.fixture

@@ -11,10 +11,6 @@ versioned migration must be named by the ledger and by the lock rule — while F
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +19,10 @@ import pytest
 
 from pytest_clinicdb import acting_as
 
-from ..conftest import REPO, postgres_processes
+from ..conftest import clinicdb, copy_project, postgres_processes
 
 pytestmark = pytest.mark.acceptance
 
-PROJECTS = REPO / "tests" / "projects"
 
 LOCK_RULE = "test_clinicdb_migrations_match_the_lock_file"
 NO_DEV_SEED = (
@@ -180,24 +175,6 @@ LAYOUTS = {
     ),
 }
 ANA = "6f1c1e6a-1111-4c8e-9d1a-000000000001"
-
-
-def copy_project(pytester: pytest.Pytester, name: str) -> Path:
-    shutil.copytree(PROJECTS / name, pytester.path, dirs_exist_ok=True)
-    return pytester.path
-
-
-def clinicdb(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLINICDB_CACHE_DIR": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_clinicdb.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def collected(result: pytest.RunResult) -> int:

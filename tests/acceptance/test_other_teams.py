@@ -10,20 +10,24 @@ ran on test-only partitions — and the command says so too.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from ..conftest import REPO, kept_clusters, kept_server, postgres_processes
+from ..conftest import (
+    PROJECTS,
+    clinicdb,
+    copy_project,
+    kept_clusters,
+    kept_server,
+    postgres_processes,
+)
 
 pytestmark = pytest.mark.acceptance
 
-PROJECTS = REPO / "tests" / "projects"
 #: What the battery finds in each project (rules not listed pass or skip).
 BATTERY_FAILS = {
     "clinic_search_path": {"test_clinicdb_dev_seed_is_idempotent"},  # DO UPDATE bumps updated_at
@@ -34,24 +38,6 @@ BATTERY_FAILS = {
     "clinic_db_settings": set(),
     "clinic_public_schema": {"test_clinicdb_audit_partitions_cover_now_and_the_horizon"},
 }
-
-
-def copy_project(pytester: pytest.Pytester, name: str) -> Path:
-    shutil.copytree(PROJECTS / name, pytester.path, dirs_exist_ok=True)
-    return pytester.path
-
-
-def clinicdb(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CLINICDB_CACHE_DIR": str(cache)}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest_clinicdb.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def collected(result: pytest.RunResult) -> int:
