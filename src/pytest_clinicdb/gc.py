@@ -25,6 +25,7 @@ from .marker import BUILDER_VERSION, PREFIX, Marker, marked_databases
 from .runs import (
     RUN_DIR_PREFIX,
     journaled,
+    reaping,
     remove_run_dir,
     run_dir_owner_alive,
     run_dirs,
@@ -92,15 +93,18 @@ def reap_dead_runs(cache_dir: Path, *, keep: str) -> list[str]:
     for run_dir in run_dirs(cache_dir):
         if run_dir.name == f"{RUN_DIR_PREFIX}{keep}" or run_dir_owner_alive(run_dir):
             continue
-        found += journaled(run_dir)
-        for record in servers_of(run_dir):
-            try:
-                backend_class(record.backend).reap(
-                    record.state, run_dir.name[len(RUN_DIR_PREFIX) :]
-                )
-            except KeyError:
-                continue  # a backend registered by that run's conftest, not loaded here
-        remove_run_dir(run_dir)
+        with reaping(run_dir) as mine:
+            if not mine:
+                continue  # another process of this run (or a `clinicdb gc`) reaps it
+            found += journaled(run_dir)
+            for record in servers_of(run_dir):
+                try:
+                    backend_class(record.backend).reap(
+                        record.state, run_dir.name[len(RUN_DIR_PREFIX) :]
+                    )
+                except KeyError:
+                    continue  # a backend registered by that run's conftest, not loaded here
+            remove_run_dir(run_dir)
     return found
 
 

@@ -13,11 +13,13 @@ time of the process is recorded with it.
     databases         every database name, journaled just before it is created
     servers/*.json    what the run started (shutdown state: typed, written or raised)
     report-*.json     what each process learnt, for the terminal summary (diagnostics)
+    reaping           locked by the one process that reaps the run once it is dead
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +38,7 @@ RUN_DIR_PREFIX = "run-"
 OWNER_FILE = "owner.json"
 JOURNAL = "databases"
 SERVERS = "servers"
+REAP_LOCK = "reaping"
 
 
 def host_identity() -> str:
@@ -206,7 +209,11 @@ class Run:
 
 def servers_of(run_dir: Path) -> list[ServerRecord]:
     found = []
-    for path in sorted((run_dir / SERVERS).glob("*.json")):
+    try:
+        paths = sorted((run_dir / SERVERS).glob("*.json"))
+    except OSError:  # the directory went while listing it
+        return []
+    for path in paths:
         try:
             data = json.loads(path.read_text())
             found.append(
@@ -248,6 +255,32 @@ def journaled(run_dir: Path) -> list[str]:
     with contextlib.suppress(OSError):
         return (run_dir / JOURNAL).read_text().split()
     return []
+
+
+@contextlib.contextmanager
+def reaping(run_dir: Path) -> Iterator[bool]:
+    """Claim the right to reap the dead run of ``run_dir``: True for one process only.
+
+    Every process of the next run (each xdist worker, a ``clinicdb gc`` beside
+    them) finds the same dead run; the one that locks its ``reaping`` file first
+    reaps it, the others go on.  The lock lives inside the directory, so once the
+    winner removed it a latecomer can neither create it again nor take it for a
+    run still to reap.
+    """
+    try:
+        fd = os.open(run_dir / REAP_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # the directory is gone: reaped already
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process reaps it now
+            yield False
+            return
+        yield (run_dir / REAP_LOCK).exists()  # False: reaped and removed while we waited
+    finally:
+        os.close(fd)
 
 
 def remove_run_dir(run_dir: Path) -> None:
