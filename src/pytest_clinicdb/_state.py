@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from .project import Project
     from .runs import Run, RunRef
     from .server import Backend, ServerInfo
-    from .templates import Builder
+    from .templates import Builder, TemplateInfo
 
 #: Each test's reports by phase (setup, call, teardown).
 PHASE_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
@@ -45,6 +46,10 @@ class Context:
     #: clinic_db's worker per (fixture name, module or class node): see fixtures._worker_of
     workers: dict[tuple[str, object], object] = field(default_factory=dict)
     unmarked: list[str] = field(default_factory=list)
+    #: templates whose checkpoints are still being made beside the tests (see close)
+    detached: list[TemplateInfo] = field(default_factory=list)
+    #: what to do once they are made (record them for the next chain)
+    after_builds: list[Callable[[], None]] = field(default_factory=list)
     _run: Run | None = None
     _shut_down: bool = False
     session: pytest.Session | None = None
@@ -71,7 +76,9 @@ class Context:
         from .templates import Builder
         from .watch import tell_stderr
 
-        return Builder(self.project, self.settings, self.run_ref, tell=tell_stderr)
+        return Builder(
+            self.project, self.settings, self.run_ref, tell=tell_stderr, detach=self.detached.append
+        )
 
     def run(self) -> Run:
         """The run directory (created on first use, by whichever process comes first)."""
@@ -149,6 +156,12 @@ class Context:
                 path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        # Checkpoints made while the tests ran: waited for, then recorded.
+        while self.detached:
+            self.detached.pop().finish_beside()
+        while self.after_builds:
+            with contextlib.suppress(OSError):  # a record lost: the next edit rebuilds more
+                self.after_builds.pop()()
         for databases in self.databases_by_server.values():
             databases.close()
 

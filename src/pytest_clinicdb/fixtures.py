@@ -136,8 +136,10 @@ def clinic_postgres(pytestconfig: pytest.Config, _clinicdb_run: Run) -> ServerIn
     return _setup(pytestconfig, start)
 
 
-def _report_template(ctx: Context, run: Run, info: TemplateInfo) -> None:
-    if info.built:
+def _report_template(ctx: Context, run: Run, info: TemplateInfo, *, collect: bool = True) -> None:
+    if info.beside:  # checkpoints still being made: recorded again once they are (ctx.close)
+        ctx.after_builds.append(lambda: _report_template(ctx, run, info, collect=False))
+    if info.built and collect:
         ctx.collect_garbage(info.server)  # the cap counts the template just built
     if info.server.data_dir is not None:  # the header's "kept from an earlier run"
         from .server.cluster import ClusterDir

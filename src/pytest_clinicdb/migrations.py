@@ -274,8 +274,12 @@ def _ledger_id() -> sql.Composable:
     return sql.SQL("{}.{}").format(sql.Identifier(LEDGER_SCHEMA), sql.Identifier(LEDGER_TABLE))
 
 
-def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
-    """Create the ledger table, or add the columns an older one lacks (in its own transaction)."""
+def ensure_ledger(conn: psycopg.Connection[Any]) -> set[str]:
+    """Create the ledger table, or add the columns an older one lacks (in its own transaction);
+    return its columns."""
+    have = _columns(conn)
+    if {"name", "checksum", "applied_at", "duration_ms", *_COLUMNS} <= have:
+        return have  # as it should be (a resumed build): one query instead of two DDL statements
     with conn.transaction():
         # "already exists, skipping" is no news: the user's notices are the ones that matter.
         conn.execute("SET LOCAL client_min_messages = warning")
@@ -301,6 +305,7 @@ def ensure_ledger(conn: psycopg.Connection[Any]) -> None:
                     for c in missing
                 )
             )
+    return _columns(conn)
 
 
 def _columns(conn: psycopg.Connection[Any]) -> set[str]:
@@ -324,9 +329,12 @@ class LedgerRow:
     error: str | None = None
 
 
-def ledger_rows(conn: psycopg.Connection[Any]) -> list[LedgerRow]:
-    """Every ledger row (empty when there is no ledger), older ledgers included."""
-    have = _columns(conn)
+def ledger_rows(conn: psycopg.Connection[Any], have: set[str] | None = None) -> list[LedgerRow]:
+    """Every ledger row (empty when there is no ledger), older ledgers included.
+
+    ``have``: the ledger's columns, when the caller just read them.
+    """
+    have = _columns(conn) if have is None else have
     if not have:
         return []
     wanted = ["name", "checksum", "applied_at", *[c for c in _COLUMNS if c in have]]
@@ -560,8 +568,7 @@ def apply_migrations(
     for a file run outside a transaction whose earlier statements committed,
     :class:`MigrationPartlyAppliedError`.  The session is reset at the end.
     """
-    ensure_ledger(conn)
-    rows = ledger_rows(conn)
+    rows = ledger_rows(conn, ensure_ledger(conn))
     stuck = {r.name: _describe_incomplete(r) for r in rows if r.status != "applied"}
     if stuck:
         raise MigrationIncompleteError(stuck, hint=_incomplete_hint(list(stuck)))

@@ -106,8 +106,9 @@ def read_partitions(
     maintenance function made, i.e. what production has.
     """
     with conn.transaction(force_rollback=True):
-        conn.execute("SET LOCAL TimeZone = 'UTC'")
-        conn.execute("SET LOCAL DateStyle = 'ISO, YMD'")
+        conn.execute(
+            "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, YMD', true)"
+        )
         row = conn.execute(
             f"SELECT {qualified('c.oid')}, pg_get_partkeydef(c.oid) FROM pg_class c "
             "WHERE c.oid = to_regclass(%s)",

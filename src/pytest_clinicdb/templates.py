@@ -22,6 +22,7 @@ template's marker (``carry``) and every clone gets them again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -140,8 +141,22 @@ class TemplateInfo:
     resumed: int = 0
     #: checkpoints this build passed (prefix key -> cluster-wide state then)
     checkpoints: dict[str, str] = field(default_factory=dict)
+    #: checkpoints still being made beside the build (see ``finish_beside``)
+    beside: list[CheckpointsBeside] = field(default_factory=list, repr=False, compare=False)
     #: ensures the template again (it was dropped under us); set by the builder
     renew: Callable[[], TemplateInfo] | None = field(default=None, repr=False, compare=False)
+
+    def finish_beside(self, *, cancel: bool = False) -> bool:
+        """Wait for the checkpoints a detached build left running; True if there were any."""
+        if not self.beside:
+            return False
+        while self.beside:
+            work = self.beside.pop()
+            if cancel:
+                work.cancel()
+            work.join()
+            work.report_to(self, while_="the tests ran")
+        return True
 
     def replace_with(self, other: TemplateInfo) -> None:
         """Take ``other``'s state (the template was ensured again): holders see the new one."""
@@ -209,6 +224,7 @@ class BuildSession:
         timeout: float = 0,
         tell: Callable[[str], None] | None = None,
         what: str = "",
+        detach: bool = False,
     ) -> None:
         from .watch import BuildWatch
 
@@ -216,6 +232,10 @@ class BuildSession:
         self.server = server
         self.name = name
         self._conn: psycopg.Connection[Any] | None = None
+        #: work the build does beside itself: it waits for it before it ends, or, when it
+        #: ``detach``-es, starts it once the template is done and hands it to the caller
+        self.beside: list[CheckpointsBeside] = []
+        self.detach = detach
         self.watch = BuildWatch(
             server.dsn, self._backend_pid, timeout=timeout, tell=tell, what=what or name
         )
@@ -250,6 +270,15 @@ class BuildSession:
         if isinstance(exc, SQLFileError):
             where = f"{exc.kind} {exc.file.name}, line {exc.line}"
         return BuildTimeoutError(step, seconds, where=where, blockers=blockers)
+
+    def join_beside(self, info: TemplateInfo, *, cancel: bool = False) -> None:
+        """Wait for the work started beside the build (stopped first when ``cancel``)."""
+        while self.beside:
+            work = self.beside.pop()
+            if cancel:
+                work.cancel()
+            work.join()
+            work.report_to(info, while_="the build ran")
 
     def disconnect(self) -> None:
         if self._conn is not None:
@@ -294,6 +323,173 @@ class BuildSession:
             self.admin.execute("SELECT pg_advisory_unlock(%s)", (lock,))
 
 
+class CheckpointsBeside:
+    """The checkpoints of a resumed build, made in a thread beside it.
+
+    A resumed build used to stop after the newest migration to copy itself into
+    the checkpoint the next edit resumes from: a copy (and a reconnect) on the
+    path to the first test.  Instead, this thread starts from the same
+    checkpoint, applies the same migrations into a database of its own, and
+    keeps that database as the checkpoint (renamed, not copied) — while the
+    build goes on to partitions and seeds.  Both start from one checkpoint and
+    apply the same files, so the checkpoint is what the serial build would have
+    copied.  The build waits for the thread before it ends, unless the builder
+    detaches (the plugin): then the template is ready first, the checkpoint is
+    finished while the tests run, and the run waits for it before it ends
+    (:meth:`TemplateInfo.finish_beside`).  Until it is renamed, the database is
+    an unfinished build of this run, held by its build lock: garbage collection
+    leaves it alone, and drops it once the run is gone.
+
+    Only for migrations without cluster-wide statements: two sessions creating
+    the same role at once would fail.  A failure here is no build failure (the
+    build applies the same files and reports their errors); the checkpoint is
+    then missing, and ``error`` says why.
+    """
+
+    def __init__(
+        self,
+        server: ServerInfo,
+        source: tuple[str, Marker],
+        chain: Sequence[Migration],
+        stops: Sequence[int],
+        keys: Sequence[str],
+        project: str,
+        run: RunRef | None,
+    ) -> None:
+        import threading
+
+        self.server = server
+        self.source = source
+        self.chain = list(chain)
+        self.stops = list(stops)
+        self.keys = list(keys)
+        self.project = project
+        self.run = run
+        self.made: dict[str, str] = {}  # prefix key -> cluster-wide state, as info.checkpoints
+        self.timings: dict[str, float] = {}
+        self.error: str | None = None
+        self._cancelled = False
+        self._conns: list[psycopg.Connection[Any]] = []
+        self._thread = threading.Thread(target=self._run, name="clinicdb-checkpoints", daemon=True)
+
+    def start(self) -> CheckpointsBeside:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Stop what the thread runs on the server now (the build failed or was interrupted)."""
+        self._cancelled = True
+        for conn in list(self._conns):
+            if not conn.closed:
+                with contextlib.suppress(Exception):  # the connection went meanwhile
+                    conn.cancel()
+
+    def join(self) -> None:
+        if self._thread.ident is not None:  # started
+            self._thread.join()
+
+    def report_to(self, info: TemplateInfo, *, while_: str) -> None:
+        """What the thread made and how long it took, into the build's record."""
+        info.checkpoints.update(self.made)
+        info.timings.update({f"{k} (while {while_})": v for k, v in self.timings.items()})
+        if self.error and self.error != "cancelled":
+            info.notes.append(
+                f"the checkpoint after {self.stops[-1]} migrations was not kept ({self.error}); "
+                "the next edit of the newest migration resumes from an earlier one"
+            )
+
+    def _run(self) -> None:
+        from .connect import connect
+        from .databases import apply_carry, create_database, drop_database
+        from .migrations import apply_migrations
+
+        name, marker = self.source
+        final = self.stops[-1]
+        key = self.keys[final]
+        work = f"{PREFIX}build_{key}"
+        admin = None
+        session = None
+        started = time.perf_counter()
+        try:
+            admin = connect(self.server.dsn, autocommit=True)
+            self._conns.append(admin)
+            # Garbage collection leaves an unfinished build alone while its lock is held.
+            admin.execute("SELECT pg_advisory_lock(%s)", (build_lock_id(f"{PREFIX}tpl_{key}"),))
+            if admin.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (f"{PREFIX}ckpt_{key}",)
+            ).fetchone():
+                return  # another run made it meanwhile
+            drop_database(admin, work)
+            create_database(admin, work, name, self.server.major)
+            owner = self.run.to_dict() if self.run else None
+            write_marker(admin, work, Marker("building", key=key, owner=owner))
+            if marker.carry:
+                apply_carry(admin, work, marker.carry)
+            session = BuildSession(admin, self.server, work, what="checkpoint")
+            for stop in self.stops:
+                if self._cancelled:
+                    return
+                conn = session.conn
+                self._conns.append(conn)
+                apply_migrations(conn, self.chain[:stop])
+                done = Marker(
+                    "checkpoint",
+                    key=self.keys[stop],
+                    count=stop,
+                    builder=BUILDER_VERSION,
+                    project=self.project,
+                    built_at=now_iso(),
+                    cluster_state=cluster_state(conn),
+                )
+                if stop == final:
+                    done.carry = read_carry(conn)
+                    session.disconnect()
+                    keep_as_checkpoint(admin, work, f"{PREFIX}ckpt_{self.keys[stop]}", done)
+                else:
+                    session.snapshot(f"{PREFIX}ckpt_{self.keys[stop]}", done)
+                self.made[self.keys[stop]] = str(done.cluster_state)
+            self.timings[f"checkpoint after {final} migrations"] = time.perf_counter() - started
+        except Exception as exc:  # the build reports it as a note
+            self.error = "cancelled" if self._cancelled else str(exc).splitlines()[0]
+        finally:
+            if session is not None:
+                session.close()
+            if admin is not None:
+                with contextlib.suppress(Exception):  # else garbage collection finds it
+                    drop_database(admin, work)  # when it was not kept
+                admin.close()
+
+
+def keep_as_checkpoint(
+    admin: psycopg.Connection[Any], work: str, name: str, marker: Marker
+) -> bool:
+    """Rename the finished database ``work`` into checkpoint ``name`` unless that exists."""
+    from psycopg import errors, sql
+
+    lock = build_lock_id(name)
+    admin.execute("SELECT pg_advisory_lock(%s)", (lock,))
+    try:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return False
+        try:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(work), sql.Identifier(name)
+                )
+            )
+        except errors.DuplicateDatabase:
+            return False
+        write_marker(admin, name, marker)
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(
+                sql.Identifier(name)
+            )
+        )
+        return True
+    finally:
+        admin.execute("SELECT pg_advisory_unlock(%s)", (lock,))
+
+
 BuildStep = Callable[[BuildSession, TemplateInfo], None]
 
 
@@ -318,6 +514,7 @@ def ensure_template(
     project: str | None = None,
     timeout: float = 0,
     tell: Callable[[str], None] | None = None,
+    detach: bool = False,
 ) -> TemplateInfo:
     """Return the template for ``spec``, building it with ``build(session, info)`` if needed.
 
@@ -328,6 +525,8 @@ def ensure_template(
     ``rebuild`` drops a template that an earlier run built and builds it again
     — once per run, however many processes ask.  A failing build raises
     :class:`TemplateBuildError` (its cause chained) and leaves nothing behind.
+    With ``detach`` it returns before the work the build started beside itself
+    (:class:`CheckpointsBeside`) is done: ``info.finish_beside()`` waits for it.
     """
     import psycopg
 
@@ -356,7 +555,17 @@ def ensure_template(
                 source, source_carry = source()
             try:
                 info = _build(
-                    admin, server, spec, build, run, source, source_carry, project, timeout, tell
+                    admin,
+                    server,
+                    spec,
+                    build,
+                    run,
+                    source,
+                    source_carry,
+                    project,
+                    timeout,
+                    tell,
+                    detach,
                 )
             except ClinicDBError as exc:
                 raise TemplateBuildError(name, exc) from exc
@@ -379,6 +588,7 @@ def _build(
     project: str | None,
     timeout: float = 0,
     tell: Callable[[str], None] | None = None,
+    detach: bool = False,
 ) -> TemplateInfo:
     from psycopg import sql
 
@@ -390,7 +600,9 @@ def _build(
     started = time.perf_counter()
     info = TemplateInfo(name, spec.key, spec.variant, server, built=True)
     drop_database(admin, building)  # leftover of a build that was killed
+    session: BuildSession | None = None
     try:
+        _import_steps_beside()  # while the server copies
         create_database(admin, building, source, server.major)
         write_marker(
             admin, building, Marker("building", key=spec.key, owner=run.to_dict() if run else None)
@@ -404,6 +616,7 @@ def _build(
             timeout=timeout,
             tell=tell,
             what=f"building template {spec.key} ({spec.variant})",
+            detach=detach,
         )
         try:
             try:
@@ -418,7 +631,14 @@ def _build(
             session.close()
         # A new session writes the relation cache file of the finished database; every
         # clone gets a copy, and its first connection does not build one of its own.
-        connect(server.dsn_for(building), autocommit=True).close()
+        if not _relcache_file_present(admin, server, building):
+            connect(server.dsn_for(building), autocommit=True).close()
+        if detach:
+            info.beside, session.beside = session.beside, []
+            for work in info.beside:
+                work.start()
+        else:
+            session.join_beside(info)
         info.seconds = time.perf_counter() - started
         admin.execute(
             sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
@@ -433,10 +653,45 @@ def _build(
         info.built_at = now_iso()
         write_marker(admin, name, info.marker(spec, run, project))
     except BaseException:
+        if session is not None:
+            session.join_beside(info, cancel=True)
         drop_database(admin, building)
         drop_database(admin, name, only_if_not_template=True)
         raise
     return info
+
+
+def _relcache_file_present(admin: psycopg.Connection[Any], server: ServerInfo, name: str) -> bool:
+    """Whether database ``name`` has its relation cache file (only a local server's data
+    directory tells; False when unknown).  A build from a checkpoint mostly keeps the one
+    it copied: DDL on the project's tables leaves it valid, an ANALYZE of the catalogs not."""
+    if server.data_dir is None:
+        return False
+    row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    try:
+        return row is not None and (server.data_dir / "base" / str(row[0]) / _RELCACHE).is_file()
+    except OSError:
+        return False
+
+
+_RELCACHE = "pg_internal.init"
+
+
+def _import_steps_beside() -> None:
+    """Import the build steps' modules in a thread, while the server copies the database the
+    build starts from: a first build in a process does not wait for both one after the other."""
+    import importlib
+    import sys
+    import threading
+
+    names = [f"{__package__}.{m}" for m in ("migrations", "partitions", "seeds")]
+    missing = [n for n in names if n not in sys.modules]
+    if missing:
+        threading.Thread(
+            target=lambda: [importlib.import_module(n) for n in missing],
+            name="clinicdb-import",
+            daemon=True,
+        ).start()
 
 
 # --------------------------------------------------------------------------- carry-over
@@ -544,12 +799,18 @@ class Builder:
         settings: Settings,
         run: RunRef | None,
         tell: Callable[[str], None] | None = None,
+        *,
+        detach: Callable[[TemplateInfo], None] | None = None,
     ) -> None:
         self.project = project
         self.settings = settings
         self.run = run
         #: where progress lines go (the terminal); None: nowhere
         self.tell = tell
+        #: given, a build returns before the checkpoints made beside it are done, and hands
+        #: its template to ``detach`` (the plugin: they are made while the tests run, and the
+        #: run waits for them with ``TemplateInfo.finish_beside`` before it ends)
+        self.detach = detach
 
     def options(self, variant: str) -> tuple[tuple[str, str], ...]:
         s = self.settings
@@ -629,6 +890,7 @@ class Builder:
             server,
             spec,
             build=lambda session, info: self._build_base(session, info, spec, resume[0]),
+            detach=self.detach is not None,
             run=self.run,
             rebuild=self.settings.rebuild,
             source=source,
@@ -637,6 +899,8 @@ class Builder:
             tell=self.tell,
         )
         info.renew = lambda: self.base(server)
+        if info.beside and self.detach is not None:
+            self.detach(info)
         return info
 
     def dev(self, base: TemplateInfo) -> TemplateInfo:
@@ -666,9 +930,8 @@ class Builder:
         spec: TemplateSpec,
         resume: tuple[str, Marker] | None,
     ) -> None:
-        from .migrations import apply_migrations, preflight_extensions
-        from .partitions import ensure_window
-        from .seeds import capture_notices, load_seed, run_bootstrap
+        from .migrations import preflight_extensions
+        from .seeds import run_bootstrap
 
         p = self.project
         t0 = time.perf_counter()
@@ -676,9 +939,10 @@ class Builder:
         done = resume[1].count if resume else 0
         info.resumed = done
         conn = session.conn
+        taken = {id(m) for m in versioned[:done]}  # from the checkpoint
         preflight_extensions(
             conn,
-            [m for m in p.migrations if m.kind != "versioned" or versioned.index(m) >= done],
+            [m for m in p.migrations if id(m) not in taken],
             binaries_note=info.server.binaries,
             alternatives=_alternatives,
         )
@@ -710,45 +974,81 @@ class Builder:
         def step(m: Migration) -> None:
             session.begin(f"migration {m.name} ({position[m.name]}/{len(position)})")
 
+        if resume is not None and stops and not touching_the_cluster(versioned[done:]):
+            # The checkpoints are made beside the build, which applies straight through.
+            work = CheckpointsBeside(
+                info.server, resume, versioned, stops, keys, self.project.id, self.run
+            )
+            session.beside.append(work)
+            if not session.detach:
+                work.start()  # else once the template is done: not competing with the build
+            stops = []
         passes: list[int | None] = list(stops)
         if not (stops and stops[-1] == len(versioned) == len(p.migrations)):
             passes.append(None)  # the whole chain: repeatables, or what no checkpoint covers
         for stop in passes:
             chain = list(p.migrations) if stop is None else versioned[:stop]
-
-            with capture_notices(conn, "migrations") as notices:
-                try:
-                    report = apply_migrations(conn, chain, progress=step)
-                except SQLFileError as exc:
-                    if shared and exc.sqlstate == "42710":
-                        exc.hint = (
-                            "this server is shared and the object is cluster-wide: an earlier "
-                            "build (or another project) created it. Make the statement "
-                            "idempotent (a DO block that checks pg_roles first), or use the "
-                            "embedded backend"
-                        )
-                    raise
-            info.notices.extend(notices)
-            info.notes += [str(n) for n in report.notes]
-            info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
-            split += report.split_seconds
+            split += self._apply(session, info, chain, shared=bool(shared), step=step)
             if stop is not None and stop > 0:
-                t = time.perf_counter()
-                marker = Marker(
-                    "checkpoint",
-                    key=keys[stop],
-                    count=stop,
-                    builder=BUILDER_VERSION,
-                    project=self.project.id,
-                    built_at=now_iso(),
-                    cluster_state=cluster_state(conn),
-                )
-                if session.snapshot(f"{PREFIX}ckpt_{keys[stop]}", marker):
-                    info.timings[f"checkpoint after {stop} migrations"] = time.perf_counter() - t
-                info.checkpoints[keys[stop]] = str(marker.cluster_state)
-                conn = session.conn
+                self._checkpoint(session, info, stop, keys[stop])
         info.timings["reading and splitting the migrations"] = split
         info.timings["migrations"] = time.perf_counter() - t0
+        self._partitions_and_seed(session, info, spec)
+
+    def _apply(
+        self,
+        session: BuildSession,
+        info: TemplateInfo,
+        chain: Sequence[Migration],
+        *,
+        shared: bool,
+        step: Callable[[Migration], None],
+    ) -> float:
+        """Apply what of ``chain`` is pending; the seconds spent reading and splitting files."""
+        from .migrations import apply_migrations
+        from .seeds import capture_notices
+
+        with capture_notices(session.conn, "migrations") as notices:
+            try:
+                report = apply_migrations(session.conn, chain, progress=step)
+            except SQLFileError as exc:
+                if shared and exc.sqlstate == "42710":
+                    exc.hint = (
+                        "this server is shared and the object is cluster-wide: an earlier "
+                        "build (or another project) created it. Make the statement "
+                        "idempotent (a DO block that checks pg_roles first), or use the "
+                        "embedded backend"
+                    )
+                raise
+        info.notices.extend(notices)
+        info.notes += [str(n) for n in report.notes]
+        info.timings.update({f"migration {k}": v for k, v in report.timings.items()})
+        return report.split_seconds
+
+    def _checkpoint(self, session: BuildSession, info: TemplateInfo, stop: int, key: str) -> None:
+        """Copy the database as it is after ``stop`` versioned migrations into a checkpoint."""
+        t = time.perf_counter()
+        marker = Marker(
+            "checkpoint",
+            key=key,
+            count=stop,
+            builder=BUILDER_VERSION,
+            project=self.project.id,
+            built_at=now_iso(),
+            cluster_state=cluster_state(session.conn),
+        )
+        if session.snapshot(f"{PREFIX}ckpt_{key}", marker):
+            info.timings[f"checkpoint after {stop} migrations"] = time.perf_counter() - t
+        info.checkpoints[key] = str(marker.cluster_state)
+
+    def _partitions_and_seed(
+        self, session: BuildSession, info: TemplateInfo, spec: TemplateSpec
+    ) -> None:
+        from .partitions import ensure_window
+        from .seeds import load_seed
+
+        p = self.project
+        conn = session.conn
         t1 = time.perf_counter()
         session.begin("audit partitions")
         info.partitions = ensure_window(
@@ -795,6 +1095,28 @@ _CLUSTER_WIDE = re.compile(
     r"|DROP\s+(ROLE|USER|GROUP|TABLESPACE)|ALTER\s+SYSTEM)\b",
     re.IGNORECASE,
 )
+
+
+#: Anything in a statement, DO blocks included, that reaches beyond its database: two builds
+#: running it at once (a build and its checkpoint beside it) could collide there.
+_TOUCHES_CLUSTER = re.compile(
+    r"\b(CREATE|ALTER|DROP)\s+(ROLE|USER|GROUP|TABLESPACE|DATABASE|SUBSCRIPTION)\b"
+    r"|\bALTER\s+SYSTEM\b|\b(COMMENT|SECURITY\s+LABEL)\s+ON\s+(ROLE|TABLESPACE|DATABASE)\b"
+    r"|\bGRANT\b(?:(?!\bON\b)[^;])*\bTO\b|\bREVOKE\b(?:(?!\bON\b)[^;])*\bFROM\b"
+    r"|\bdblink|\bpg_(?:advisory|terminate_backend|cancel_backend|reload_conf)",
+    re.IGNORECASE,
+)
+
+
+def touching_the_cluster(migrations: Sequence[Migration]) -> list[str]:
+    """``file line N`` for each statement that may reach beyond its database (roles, role
+    memberships, tablespaces, databases, system settings …), also inside a DO block."""
+    return [
+        f"{m.file.path.name} line {stmt.line}"
+        for m in migrations
+        for stmt in m.file.statements
+        if _TOUCHES_CLUSTER.search(stmt.text)
+    ]
 
 
 def cluster_wide_statements(

@@ -17,6 +17,7 @@ from pytest_clinicdb.cli import main as clinicdb
 
 from ..conftest import (
     KEPT,
+    SMALL_SEED,
     databases,
     kept_clusters,
     kept_server,
@@ -206,6 +207,41 @@ def test_slow(clinic_db_fresh):
     Path("started").write_text("yes")
     time.sleep(60)
 """
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single", "xdist"])
+def test_after_an_edit_of_the_newest_migration_a_seed_edit_runs_no_migration(
+    project, counted, xdist
+):
+    """The checkpoint after the edited migration is made while the tests run, and kept: the
+    seed edit that follows resumes after every migration."""
+    project.migration("004_last.sql", "CREATE TABLE app.notes (id int);\n")
+    project.tests(FOUR_TESTS)
+    project.run(*xdist).assert_outcomes(passed=4)
+    project.migration("004_last.sql", "CREATE TABLE app.notes (id int, body text);\n")
+    edited = project.run("--clinicdb-timings", *xdist)
+    edited.assert_outcomes(passed=4)
+    edited.stdout.fnmatch_lines(
+        [
+            "clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a "
+            "checkpoint)",
+            "    checkpoint after 4 migrations (while the tests ran) * ms",
+        ]
+    )
+    project.seed("001_system_seed.sql", SMALL_SEED + "-- reviewed\n")
+    seeded = project.run("--clinicdb-timings", *xdist)
+    seeded.assert_outcomes(passed=4)
+    seeded.stdout.fnmatch_lines(
+        [
+            "clinicdb: template * (base) built in * (resumed after 4 of 4 migrations, from a "
+            "checkpoint)"
+        ]
+    )
+    assert not [ln for ln in seeded.stdout.lines if ln.startswith("    migration ")]
+    assert counted() == 1
+    with kept_server(project.cache_dir, newest=True) as admin:
+        assert not [n for n in user_databases(admin) if n.startswith("clinicdb_build_")]
+    assert project.leftovers() == []
 
 
 def test_gc_drops_a_killed_runs_databases_but_not_others(project):

@@ -9,12 +9,14 @@ from __future__ import annotations
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from pytest_clinicdb.config import resolve
 from pytest_clinicdb.databases import create_database, drop_database
+from pytest_clinicdb.errors import TemplateBuildError
 from pytest_clinicdb.fingerprint import differences, fingerprint
 from pytest_clinicdb.project import Project
 from pytest_clinicdb.runs import RunRef
@@ -41,14 +43,22 @@ def project_copy(tmp_path: Path) -> Path:
     return root
 
 
-def builder(root: Path, *, rebuild: bool = False) -> Builder:
+def builder(root: Path, *, rebuild: bool = False, detach: Any = None) -> Builder:
     given = {
         "migrations": [str(root / "migrations")],
         "seeds": str(root / "seeds"),
         "rebuild": rebuild,
     }
     settings = resolve(given.get, lambda name: None, env={}, rootdir=root)
-    return Builder(Project(settings), settings, RunRef.new())
+    return Builder(Project(settings), settings, RunRef.new(), detach=detach)
+
+
+def ours(server, prefix: str) -> list[str]:
+    with psycopg.connect(server.dsn, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1", (prefix + "%",)
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def scratch(root: Path, server) -> TemplateInfo:
@@ -151,3 +161,76 @@ def test_a_checkpoint_is_not_resumed_once_the_cluster_wide_state_moved_on(server
     finally:
         with psycopg.connect(server.dsn, autocommit=True) as admin:
             admin.execute(f"DROP ROLE {role}")
+
+
+def test_the_checkpoint_of_an_edit_is_made_beside_the_build_and_a_seed_edit_resumes_there(
+    server, tmp_path
+):
+    """The plugin's builds (detached) return before the checkpoint after the edited migration
+    is made; once it is, a seed edit re-applies no migration, and the result is the database a
+    build from scratch makes."""
+    root = project_copy(tmp_path)
+    migrations = sorted((root / "migrations").glob("*.sql"))
+    n = len(migrations)
+    builder(root).base(server)
+    migrations[-1].write_text(
+        migrations[-1].read_text() + "\nCOMMENT ON TABLE clinic.patients IS 'edited';\n"
+    )
+    handed: list[TemplateInfo] = []
+    b = builder(root, detach=handed.append)
+    edited = b.base(server)
+    assert (edited.built, edited.resumed) == (True, n - 1)
+    assert [k for k in edited.timings if k.startswith("checkpoint")] == []  # not in line
+    assert handed == [edited]
+    assert edited.finish_beside(), "the checkpoint is made beside the build"
+    assert list(edited.timings)[-1] == f"checkpoint after {n} migrations (while the tests ran)"
+    key = b.project.prefix_keys(server.major)[n]
+    assert f"clinicdb_ckpt_{key}" in ours(server, "clinicdb_ckpt_")
+    assert key in edited.checkpoints
+    assert ours(server, "clinicdb_build_") == [], "the checkpoint was renamed, not copied"
+
+    seed = next((root / "seeds").glob("001_*.sql"))
+    seed.write_text(seed.read_text() + "\n-- reviewed\n")
+    seeded = builder(root).base(server)
+    assert (seeded.built, seeded.resumed) == (True, n)
+    assert [k for k in seeded.timings if k.startswith("migration ")] == []
+    drop_templates(server, seeded.name)
+    full = scratch(root, server)
+    assert differences(fingerprint_of(server, full), fingerprint_of(server, seeded)) == []
+
+
+def test_a_failed_build_leaves_no_checkpoint_half_made_beside_it(server, tmp_path):
+    root = project_copy(tmp_path)
+    migrations = sorted((root / "migrations").glob("*.sql"))
+    builder(root).base(server)
+    migrations[-1].write_text(migrations[-1].read_text() + "\n-- edited\n")
+    seed = next((root / "seeds").glob("001_*.sql"))
+    seed.write_text(seed.read_text() + "\nINSERT INTO clinic.no_such_table VALUES (1);\n")
+    with pytest.raises(TemplateBuildError, match="no_such_table"):
+        builder(root).base(server)
+    assert ours(server, "clinicdb_build_") == []
+
+
+def test_newest_migrations_that_reach_the_cluster_are_checkpointed_in_line(server, tmp_path):
+    """A role made in a DO block, as idempotent migrations do: a second session running it at
+    the same time could collide, so the resumed build copies its checkpoint itself."""
+    root = project_copy(tmp_path)
+    count = len(list((root / "migrations").glob("*.sql")))
+    builder(root).base(server)
+    role = f"clinicdb_test_{uuid.uuid4().hex[:8]}"
+    (root / "migrations" / "999_reporting_role.sql").write_text(
+        "DO $$\nBEGIN\n"
+        f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN\n"
+        f"    CREATE ROLE {role} NOLOGIN;\n"
+        "  END IF;\nEND\n$$;\n"
+        f"GRANT USAGE ON SCHEMA clinic TO {role};\n"
+    )
+    try:
+        appended = builder(root, detach=print).base(server)
+        assert appended.resumed == count
+        assert not appended.beside
+        assert f"checkpoint after {count + 1} migrations" in appended.timings
+    finally:
+        drop_templates(server, *ours(server, "clinicdb_tpl_"), *ours(server, "clinicdb_ckpt_"))
+        with psycopg.connect(server.dsn, autocommit=True) as admin:
+            admin.execute(f"DROP ROLE IF EXISTS {role}")
