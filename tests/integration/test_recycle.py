@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from pytest_clinicdb._state import context_of
-from pytest_clinicdb.databases import Databases
+from pytest_clinicdb.databases import Databases, wait_for_no_sessions
 from pytest_clinicdb.fingerprint import differences, fingerprint
 from pytest_clinicdb.recycle import MIN_MAJOR, CloneState
 from pytest_clinicdb.server import ServerInfo
@@ -224,6 +224,8 @@ def test_a_reset_of_the_statistics_cannot_hide_a_write(
 ) -> None:
     name, state = handed_out
     _session(clinic_postgres, name, [CHANGES["insert, committed"][0]])
+    # Its backend adds its counts as it exits, after the client has gone: reset after that.
+    assert wait_for_no_sessions(databases.admin(), name, wait=10)
     _session(clinic_postgres, name, ["SELECT pg_stat_reset()"])
     with psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True) as conn:
         assert CloneState.read(conn).writes == 0, "the reset zeroed the counters"
