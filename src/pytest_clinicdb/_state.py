@@ -155,10 +155,11 @@ class Context:
             if path.stem[len("kept-") :] not in owners:
                 path.unlink(missing_ok=True)
 
-    def close(self) -> None:
-        # Checkpoints made while the tests ran: waited for, then recorded.
+    def close(self, *, cancel: bool = False) -> None:
+        """This process is done with the run: what it made beside the tests is waited for
+        (``cancel``: stopped) and recorded, its clones dropped, its connections closed."""
         while self.detached:
-            self.detached.pop().finish_beside()
+            self.detached.pop().finish_beside(cancel=cancel)
         while self.after_builds:
             with contextlib.suppress(OSError):  # a record lost: the next edit rebuilds more
                 self.after_builds.pop()()

@@ -184,10 +184,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ctx = session.config.stash.get(CONTEXT_KEY, None)
     if ctx is not None:
-        ctx.close()
+        # Interrupted (Ctrl-C, SIGTERM): what is still being made beside the tests is cancelled.
+        ctx.close(cancel=exitstatus == pytest.ExitCode.INTERRUPTED)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -53,6 +53,10 @@ if TYPE_CHECKING:
     from .seeds import Notice
     from .server import ServerInfo
 
+#: A resumed build whose pending migrations took longer than this copies itself into the
+#: next checkpoint instead of having a thread apply them once more (see CheckpointsBeside).
+BESIDE_MAX_SECONDS = 0.5
+
 #: Test set-up covers the current month and this many following ones.
 PARTITION_MONTHS_AHEAD = 3
 BUILD_LOCK_TIMEOUT = 600.0
@@ -340,10 +344,13 @@ class CheckpointsBeside:
     an unfinished build of this run, held by its build lock: garbage collection
     leaves it alone, and drops it once the run is gone.
 
-    Only for migrations without cluster-wide statements: two sessions creating
-    the same role at once would fail.  A failure here is no build failure (the
-    build applies the same files and reports their errors); the checkpoint is
-    then missing, and ``error`` says why.
+    Only for migrations that stay in their database (:func:`touching_the_cluster`):
+    two sessions creating the same role at once would fail; and only when they
+    were quick to apply (:data:`BESIDE_MAX_SECONDS`): applying a slow data
+    migration twice costs more than one copy.  A failure here is no build
+    failure (the build applies the same files and reports their errors); the
+    checkpoint is then missing, and ``error`` says why.  A run that is
+    interrupted cancels it instead of waiting.
     """
 
     def __init__(
@@ -388,6 +395,11 @@ class CheckpointsBeside:
         if self._thread.ident is not None:  # started
             self._thread.join()
 
+    def _check(self) -> None:
+        """Between steps: stop here once cancelled (a cancel lands only on a running query)."""
+        if self._cancelled:
+            raise _Cancelled
+
     def report_to(self, info: TemplateInfo, *, while_: str) -> None:
         """What the thread made and how long it took, into the build's record."""
         info.checkpoints.update(self.made)
@@ -420,6 +432,7 @@ class CheckpointsBeside:
             ).fetchone():
                 return  # another run made it meanwhile
             drop_database(admin, work)
+            self._check()
             create_database(admin, work, name, self.server.major)
             owner = self.run.to_dict() if self.run else None
             write_marker(admin, work, Marker("building", key=key, owner=owner))
@@ -427,11 +440,11 @@ class CheckpointsBeside:
                 apply_carry(admin, work, marker.carry)
             session = BuildSession(admin, self.server, work, what="checkpoint")
             for stop in self.stops:
-                if self._cancelled:
-                    return
+                self._check()
                 conn = session.conn
                 self._conns.append(conn)
-                apply_migrations(conn, self.chain[:stop])
+                apply_migrations(conn, self.chain[:stop], progress=lambda m: self._check())
+                self._check()
                 done = Marker(
                     "checkpoint",
                     key=self.keys[stop],
@@ -458,6 +471,10 @@ class CheckpointsBeside:
                 with contextlib.suppress(Exception):  # else garbage collection finds it
                     drop_database(admin, work)  # when it was not kept
                 admin.close()
+
+
+class _Cancelled(Exception):
+    pass
 
 
 def keep_as_checkpoint(
@@ -974,19 +991,26 @@ class Builder:
         def step(m: Migration) -> None:
             session.begin(f"migration {m.name} ({position[m.name]}/{len(position)})")
 
-        if resume is not None and stops and not touching_the_cluster(versioned[done:]):
-            # The checkpoints are made beside the build, which applies straight through.
-            work = CheckpointsBeside(
-                info.server, resume, versioned, stops, keys, self.project.id, self.run
-            )
-            session.beside.append(work)
-            if not session.detach:
-                work.start()  # else once the template is done: not competing with the build
-            stops = []
         passes: list[int | None] = list(stops)
-        if not (stops and stops[-1] == len(versioned) == len(p.migrations)):
-            passes.append(None)  # the whole chain: repeatables, or what no checkpoint covers
-        for stop in passes:
+        whole = [None] if not (stops and stops[-1] == len(versioned) == len(p.migrations)) else []
+        if resume is not None and stops and not touching_the_cluster(versioned[done:]):
+            # Straight through to the last checkpoint's place.  Then, if that was quick, a
+            # thread makes the checkpoints beside the build by doing the same again; if not,
+            # doing it again would cost more than the build copying itself there.
+            began = time.perf_counter()
+            last = stops[-1]
+            split += self._apply(session, info, versioned[:last], shared=bool(shared), step=step)
+            if time.perf_counter() - began <= BESIDE_MAX_SECONDS:
+                work = CheckpointsBeside(
+                    info.server, resume, versioned, stops, keys, self.project.id, self.run
+                )
+                session.beside.append(work)
+                if not session.detach:
+                    work.start()  # else once the template is done: not competing with it
+            else:
+                self._checkpoint(session, info, last, keys[last])
+            passes = []
+        for stop in passes + whole:
             chain = list(p.migrations) if stop is None else versioned[:stop]
             split += self._apply(session, info, chain, shared=bool(shared), step=step)
             if stop is not None and stop > 0:

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pytest_clinicdb import templates
 from pytest_clinicdb.config import resolve
 from pytest_clinicdb.databases import create_database, drop_database
 from pytest_clinicdb.errors import TemplateBuildError
@@ -234,3 +235,35 @@ def test_newest_migrations_that_reach_the_cluster_are_checkpointed_in_line(serve
         drop_templates(server, *ours(server, "clinicdb_tpl_"), *ours(server, "clinicdb_ckpt_"))
         with psycopg.connect(server.dsn, autocommit=True) as admin:
             admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_slow_pending_migrations_are_checkpointed_in_line(server, tmp_path, monkeypatch):
+    """Applying a slow migration once more beside the build would cost more than one copy."""
+    root = project_copy(tmp_path)
+    migrations = sorted((root / "migrations").glob("*.sql"))
+    builder(root).base(server)
+    migrations[-1].write_text(migrations[-1].read_text() + "\n-- edited\n")
+    monkeypatch.setattr(templates, "BESIDE_MAX_SECONDS", 0.0)  # every migration is slow now
+    edited = builder(root, detach=print).base(server)
+    assert edited.resumed == len(migrations) - 1
+    assert not edited.beside
+    assert f"checkpoint after {len(migrations)} migrations" in edited.timings
+
+
+def test_a_checkpoint_being_made_beside_is_cancelled_and_leaves_nothing(server, tmp_path):
+    """An interrupted run does not wait for it: cancelled, its database dropped."""
+    root = project_copy(tmp_path)
+    migrations = sorted((root / "migrations").glob("*.sql"))
+    builder(root).base(server)
+    # Quick enough to be made beside (under BESIDE_MAX_SECONDS), slow enough to be caught.
+    migrations[-1].write_text(migrations[-1].read_text() + "\nSELECT pg_sleep(0.3);\n")
+    b = builder(root, detach=print)
+    edited = b.base(server)
+    assert edited.beside, "made beside the build"
+    assert edited.finish_beside(cancel=True)
+    key = b.project.prefix_keys(server.major)[len(migrations)]
+    assert f"clinicdb_ckpt_{key}" not in ours(server, "clinicdb_ckpt_")
+    assert key not in edited.checkpoints
+    assert not [k for k in edited.timings if k.startswith("checkpoint")]
+    assert not [n for n in edited.notes if "checkpoint" in n], "a cancel is no failure to report"
+    assert ours(server, "clinicdb_build_") == []
