@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import psycopg
 import pytest
 
 from pytest_clinicdb.cli import main as clinicdb
+from pytest_clinicdb.server.cluster import ClusterDir
 
 from ..conftest import (
     KEPT,
@@ -241,6 +243,39 @@ def test_after_an_edit_of_the_newest_migration_a_seed_edit_runs_no_migration(
     assert counted() == 1
     with kept_server(project.cache_dir, newest=True) as admin:
         assert not [n for n in user_databases(admin) if n.startswith("clinicdb_build_")]
+    assert project.leftovers() == []
+
+
+def test_an_edit_waits_for_the_earlier_clusters_lock_instead_of_building_from_scratch(
+    project, counted
+):
+    """The reaper stopping the earlier chain's server (or a run releasing it) holds that
+    cluster's lock for a moment, just as the next run starts: it waits, then copies it."""
+    project.migration("004_last.sql", "CREATE TABLE app.notes (id int);\n")
+    project.tests(FOUR_TESTS)
+    project.run().assert_outcomes(passed=4)
+    (earlier,) = kept_clusters(project.cache_dir)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ClusterDir(earlier).file_lock():
+            held.set()
+            release.wait(1.0)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        project.migration("004_last.sql", "CREATE TABLE app.notes (id int, body text);\n")
+        edited = project.run()
+    finally:
+        release.set()
+        holder.join()
+    edited.assert_outcomes(passed=4)
+    edited.stdout.fnmatch_lines(
+        ["clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a *"]
+    )
+    assert counted() == 1
     assert project.leftovers() == []
 
 
