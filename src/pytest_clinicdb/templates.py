@@ -152,15 +152,7 @@ class TemplateInfo:
 
     def finish_beside(self, *, cancel: bool = False) -> bool:
         """Wait for the checkpoints a detached build left running; True if there were any."""
-        if not self.beside:
-            return False
-        while self.beside:
-            work = self.beside.pop()
-            if cancel:
-                work.cancel()
-            work.join()
-            work.report_to(self, while_="the tests ran")
-        return True
+        return CheckpointsBeside.finish(self.beside, self, cancel=cancel, while_="the tests ran")
 
     def replace_with(self, other: TemplateInfo) -> None:
         """Take ``other``'s state (the template was ensured again): holders see the new one."""
@@ -277,12 +269,7 @@ class BuildSession:
 
     def join_beside(self, info: TemplateInfo, *, cancel: bool = False) -> None:
         """Wait for the work started beside the build (stopped first when ``cancel``)."""
-        while self.beside:
-            work = self.beside.pop()
-            if cancel:
-                work.cancel()
-            work.join()
-            work.report_to(info, while_="the build ran")
+        CheckpointsBeside.finish(self.beside, info, cancel=cancel, while_="the build ran")
 
     def disconnect(self) -> None:
         if self._conn is not None:
@@ -399,6 +386,21 @@ class CheckpointsBeside:
         """Between steps: stop here once cancelled (a cancel lands only on a running query)."""
         if self._cancelled:
             raise _Cancelled
+
+    @staticmethod
+    def finish(
+        works: list[CheckpointsBeside], info: TemplateInfo, *, cancel: bool, while_: str
+    ) -> bool:
+        """Wait for each of ``works`` (stopped first when ``cancel``), take it off the list and
+        report it into ``info``; True if there were any."""
+        found = bool(works)
+        while works:
+            work = works.pop()
+            if cancel:
+                work.cancel()
+            work.join()
+            work.report_to(info, while_=while_)
+        return found
 
     def report_to(self, info: TemplateInfo, *, while_: str) -> None:
         """What the thread made and how long it took, into the build's record."""
@@ -680,8 +682,8 @@ def _build(
 
 def _relcache_file_present(admin: psycopg.Connection[Any], server: ServerInfo, name: str) -> bool:
     """Whether database ``name`` has its relation cache file (only a local server's data
-    directory tells; False when unknown).  A build from a checkpoint mostly keeps the one
-    it copied: DDL on the project's tables leaves it valid, an ANALYZE of the catalogs not."""
+    directory tells; False when unknown).  The build's own session wrote it as it connected,
+    and DDL on the project's tables leaves it valid; an ANALYZE of the catalogs removes it."""
     if server.data_dir is None:
         return False
     row = admin.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
