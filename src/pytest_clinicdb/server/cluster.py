@@ -34,6 +34,9 @@ from filelock import FileLock, Timeout
 from ..runs import RunRef, pid_alive
 
 CLUSTER_DIR_PREFIX = "cluster-"
+#: A cluster's lock is held for moments (a run registering or releasing, the reaper stopping
+#: the server, a new chain copying it): who needs it waits this long before giving up.
+LOCK_WAIT = 10.0
 
 
 def log_tail(path: Path | None, lines: int = 25, *, since: int = 0) -> str:
@@ -231,11 +234,12 @@ class ClusterDir:
     def stop_if_idle(self, *, delete: bool = False) -> str | None:
         """Stop (and with ``delete`` remove) the cluster unless a live run uses it.
 
-        Returns ``"stopped"``, ``"deleted"``, ``"busy"`` or None (nothing to do).
-        A cluster whose lock another process holds is busy.
+        Returns ``"stopped"``, ``"deleted"``, ``"busy"`` or None (nothing to do, e.g.
+        the reaper stopped it while this waited for the lock).  A cluster whose lock
+        another process holds for longer than :data:`LOCK_WAIT` is busy.
         """
         try:
-            with self.file_lock(timeout=0):
+            with self.file_lock(timeout=LOCK_WAIT):
                 if self.live_users():
                     return "busy"
                 stopped = self.running() and self.stop()

@@ -47,7 +47,7 @@ from ..binaries import (
 from ..errors import ConfigError, ServerDiedError, ServerStartError
 from ..runs import ServerRecord
 from . import ServerInfo
-from .cluster import CLUSTER_DIR_PREFIX, ClusterDir, log_tail, stop_idle_clusters
+from .cluster import CLUSTER_DIR_PREFIX, LOCK_WAIT, ClusterDir, log_tail, stop_idle_clusters
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -61,8 +61,6 @@ MIN_FREE_BYTES = 128 << 20
 LOG_ROTATE_BYTES = 4 << 20
 START_TIMEOUT = 60.0
 PRISTINE_PREFIX = "pristine-"
-#: Seconds a new chain waits for the lock of the earlier chain's cluster it would copy.
-EARLIER_CHAIN_LOCK_WAIT = 10.0
 
 #: Settings that make a throwaway test cluster fast; durability is not needed.
 SPEED_SETTINGS: dict[str, str] = {
@@ -502,9 +500,9 @@ class EmbeddedBackend:
         count, source, expected = best
         state = source.state()
         try:
-            # Held only for moments (a run registering or releasing, the reaper stopping the
-            # server as the run before ended): wait for it rather than build from scratch.
-            with source.file_lock(timeout=EARLIER_CHAIN_LOCK_WAIT):
+            # Held only for moments (the reaper stopping the server as the run before ended):
+            # wait for it rather than build from scratch.
+            with source.file_lock(timeout=LOCK_WAIT):
                 if source.live_users() or not state:
                     return None
                 # No run uses it: it is still shutting down (the run before did not wait
