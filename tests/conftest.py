@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -115,6 +116,27 @@ def wait_for(predicate: Callable[[], object], timeout: float = 60.0) -> bool:
 
 def kept_clusters(cache: Path) -> list[Path]:
     return sorted(p for p in cache.glob(f"{CLUSTER_DIR_PREFIX}*") if p.is_dir())
+
+
+@contextlib.contextmanager
+def lock_held_for_a_moment(cluster: Path, seconds: float = 1.0) -> Iterator[None]:
+    """Another process's hold on ``cluster``'s lock, as the reaper takes it when it looks: taken
+    before the body runs, let go after ``seconds`` (or when the body ends, if sooner)."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ClusterDir(cluster).file_lock():
+            held.set()
+            release.wait(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10), "the lock was not taken"
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 @contextlib.contextmanager

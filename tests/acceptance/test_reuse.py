@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import psycopg
 import pytest
 
 from pytest_clinicdb.cli import main as clinicdb
-from pytest_clinicdb.server.cluster import ClusterDir
 
 from ..conftest import (
     KEPT,
@@ -23,6 +21,7 @@ from ..conftest import (
     databases,
     kept_clusters,
     kept_server,
+    lock_held_for_a_moment,
     postgres_processes,
     user_databases,
     wait_for,
@@ -255,22 +254,9 @@ def test_an_edit_waits_for_the_earlier_clusters_lock_instead_of_building_from_sc
     project.tests(FOUR_TESTS)
     project.run().assert_outcomes(passed=4)
     (earlier,) = kept_clusters(project.cache_dir)
-    held, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with ClusterDir(earlier).file_lock():
-            held.set()
-            release.wait(1.0)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    try:
-        assert held.wait(10)
+    with lock_held_for_a_moment(earlier):
         project.migration("004_last.sql", "CREATE TABLE app.notes (id int, body text);\n")
         edited = project.run()
-    finally:
-        release.set()
-        holder.join()
     edited.assert_outcomes(passed=4)
     edited.stdout.fnmatch_lines(
         ["clinicdb: template * (base) built in * (resumed after 3 of 4 migrations, from a *"]

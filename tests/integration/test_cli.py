@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 
 import psycopg
 import pytest
@@ -207,9 +206,8 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
     import uuid
 
     from pytest_clinicdb.config import default_cache_dir
-    from pytest_clinicdb.server.cluster import ClusterDir
 
-    from ..conftest import kept_clusters, postgres_processes
+    from ..conftest import kept_clusters, lock_held_for_a_moment, postgres_processes
 
     # Unique: two sessions running this test at once must not share (and stop) one server.
     cache = default_cache_dir().parent / f"clinicdb-test-up-{uuid.uuid4().hex[:8]}"
@@ -241,21 +239,8 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
         # Another process holds the cluster's lock for a moment (as the reaper does when it
         # looks): down waits for it instead of calling the server busy.
         (kept,) = kept_clusters(cache)
-        held, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with ClusterDir(kept).file_lock():
-                held.set()
-                release.wait(1.0)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        try:
-            assert held.wait(10)
+        with lock_held_for_a_moment(kept):
             down = clinicdb("down", "--cache-dir", str(cache))
-        finally:
-            release.set()
-            holder.join()
         assert down.returncode == 0 and down.stdout.startswith("stopped: "), down.stdout
         assert postgres_processes(str(cache)) == []
     finally:
