@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from .pool import ClonePool
+    from .recycle import SequenceStates
     from .runs import Run
     from .server import ServerInfo
     from .templates import TemplateInfo
@@ -112,9 +113,13 @@ class Databases:
         self._may_recycle = recycle and server.major >= MIN_MAJOR
         self._recycle_asked = False
         self.recycled = 0
+        #: Of the recycled clones, those whose test's inserts were deleted.
+        self.undone = 0
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
+        #: Per template: its sequences, to put back the ones a test used (see ``recycle``).
+        self._sequences: dict[str, SequenceStates | None] = {}
         self.clone_times: list[float] = []
         self.drop_times: list[float] = []
 
@@ -202,13 +207,19 @@ class Databases:
                 return name
         name = self.clone(template, kind)
         if pool is None:
+            if self.recycling:
+                self._sequences[template.name] = self._read_sequences(name)
             self._pools[template.name] = ClonePool(
                 admin_dsn=self.server.dsn,
                 dsn_for=self.server.dsn_for,
                 make=lambda admin: self.clone(template, kind, admin),
                 drop=self._drop_on,
                 inspect=self._inspect if self.recycling else None,
-                recycle=(lambda admin, name, state: self._recycle(admin, name, kind, state))
+                recycle=(
+                    lambda admin, name, state: self._recycle(
+                        admin, name, kind, state, self._sequences.get(template.name)
+                    )
+                )
                 if self.recycling
                 else None,
             )
@@ -230,15 +241,36 @@ class Databases:
 
         return CloneState.of_new(admin, name)
 
+    def _read_sequences(self, name: str) -> SequenceStates | None:
+        """The sequences of a new clone (so of its template), or None if they cannot be read."""
+        import psycopg
+
+        from .connect import connect
+        from .recycle import sequence_states
+
+        try:
+            with connect(self.server.dsn_for(name), autocommit=True) as conn:
+                return sequence_states(conn)
+        except psycopg.Error:
+            return None
+
     def _recycle(
-        self, admin: psycopg.Connection[Any], name: str, kind: str, handed_out: object
+        self,
+        admin: psycopg.Connection[Any],
+        name: str,
+        kind: str,
+        handed_out: object,
+        sequences: SequenceStates | None = None,
     ) -> tuple[str, object] | None:
-        """``name`` under a new name if its test changed nothing, else None (it is dropped)."""
+        """``name`` under a new name if its test changed nothing, or only inserted rows
+        (deleted here) and used sequences (put back); else None (it is dropped)."""
+        import dataclasses
+
         import psycopg
         from psycopg import sql
 
         from .connect import connect
-        from .recycle import CloneState, reset_counters
+        from .recycle import CloneState, reset_counters, undo_inserts
 
         assert isinstance(handed_out, CloneState)
         if not wait_for_no_sessions(admin, name, wait=1.0):  # a connection the test kept open
@@ -257,15 +289,26 @@ class Databases:
             self._drop_on(admin, name)
             return None
         try:
-            # What any session sees first, from this warm one: a test that wrote is
-            # dropped without a connection to its clone.
+            # What any session sees first, from this warm one: a test that updated or
+            # deleted rows is dropped without a connection to its clone.
             shared = CloneState.of_new(admin, new)
-            if shared.changed_since(handed_out, local=False) is None:
+            if shared.changed_since(handed_out, local=False, inserts=True) is None:
                 with connect(self.server.dsn_for(new), autocommit=True) as conn:
                     state = shared.with_local(conn)
-                    if state.changed_since(handed_out) is None:
-                        state = reset_counters(conn, state)
+                    if (
+                        state.changed_since(handed_out, inserts=True) is None
+                        and undo_inserts(conn, state, handed_out, sequences) is None
+                    ):
+                        undone = state.writes != handed_out.writes or (
+                            state.sequence_reads != handed_out.sequence_reads
+                        )
+                        state = dataclasses.replace(
+                            reset_counters(conn, state),
+                            next_xid=handed_out.next_xid,
+                            undone=handed_out.undone + undone,
+                        )
                         self.recycled += 1
+                        self.undone += undone
                         return new, state
         except (psycopg.Error, LookupError):
             pass
@@ -310,8 +353,9 @@ class Databases:
                 clones=[*report.get("clones", []), *self.clone_times],
                 drops=[*report.get("drops", []), *self.drop_times],
                 recycled=int(report.get("recycled", 0)) + self.recycled,
+                undone=int(report.get("undone", 0)) + self.undone,
             )
-            self.clone_times, self.drop_times, self.recycled = [], [], 0
+            self.clone_times, self.drop_times, self.recycled, self.undone = [], [], 0, 0
         if self._admin is not None:
             with contextlib.suppress(psycopg.Error):
                 self._admin.close()

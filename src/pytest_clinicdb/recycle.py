@@ -1,42 +1,58 @@
-"""Recycling a fresh clone that its test left unchanged (no pytest import).
+"""Recycling a fresh clone that its test left unchanged, or only inserted into (no pytest import).
 
 A ``clinic_db_fresh`` / ``clinic_dsn`` test gets a new clone of the template;
 making one costs a ``CREATE DATABASE``, a first connection and a ``DROP
-DATABASE``.  Many such tests only read.  After such a test its clone goes back
-to the pool instead of being dropped — *only* when the server itself says that
-nothing in it changed.  The evidence, all of it from the server:
+DATABASE``.  Many such tests only read, and many more only insert rows.  After
+such a test its clone goes back to the pool instead of being dropped — *only*
+when the server itself says that nothing else in it changed.  The evidence, all
+of it from the server:
 
 1. **No session is left.**  ``ALTER DATABASE … RENAME`` refuses while any
    backend is still attached to the database (the same check ``DROP DATABASE``
    makes, on the process array, which a backend leaves only *after* it has
    flushed its statistics).  The clone gets a new name on the way, so a
    connection string the test kept cannot reach the next test's database.
-2. **No row of any table changed**, system catalogs included (so no ``CREATE``,
-   ``ALTER``, ``DROP``, ``COMMENT``, ``GRANT``, ``TRUNCATE``, temporary table or
-   large object): the database's ``tup_inserted + tup_updated + tup_deleted``
-   is 0.  Since PostgreSQL 15 a backend adds its counts to the shared
-   statistics before it exits — committed, rolled back, or aborted alike — so
-   the count is exact once the rename succeeded.  (On 14 the statistics
-   collector receives them later, over UDP: no recycling there.)
-3. **No sequence was touched**: ``nextval``, ``setval`` and even reading a
-   sequence fetch its block, and ``pg_statio_all_sequences`` counts it.
-4. **No table was vacuumed or analyzed** (both change ``pg_class`` in place,
+2. **No row of any table was updated or deleted**, system catalogs included,
+   and **rows were inserted only into the database's own tables** (and their
+   TOAST tables), never into a system catalog (so no ``CREATE``, ``ALTER``,
+   ``DROP``, ``COMMENT``, ``GRANT``, ``TRUNCATE``, temporary table or large
+   object): per relation, ``pg_stat_get_tuples_inserted/updated/deleted``, and
+   the inserts add up to the database's own ``tup_inserted``.  Since PostgreSQL
+   15 a backend adds its counts to the shared statistics before it exits —
+   committed, rolled back, or aborted alike — so the counts are exact once the
+   rename succeeded.  (On 14 the statistics collector receives them later, over
+   UDP: no recycling there.)
+3. **No table was vacuumed or analyzed** (both change ``pg_class`` in place,
    which the row counts do not see).
-5. **The statistics were not reset** (``pg_stat_reset()`` would zero the counts
+4. **The statistics were not reset** (``pg_stat_reset()`` would zero the counts
    above): ``stats_reset`` is what it was when the clone was handed out.
-6. **The database itself is as made**: its settings (``ALTER DATABASE … SET``,
+5. **The database itself is as made**: its settings (``ALTER DATABASE … SET``,
    ``pg_db_role_setting``), its ``pg_database`` row (owner, connection limit,
    ``datallowconn``, privileges), its comment (the pytest-clinicdb marker), no
    prepared transaction and no replication slot in it.
 
-Any doubt — a session still attached, a query error, any counter not zero —
-and the clone is dropped as before.  The recycled clone's activity statistics
-are reset (``pg_stat_reset()``), so ``pg_stat_user_tables`` reads as on a new
-clone; what still tells it from a new one is its ``stats_reset`` timestamp, its
-OID, and the ``xmax`` a ``SELECT … FOR UPDATE`` leaves on the rows it locked
-(a row lock writes no row).  A superuser test that turns ``track_counts`` off in
-its own session hides its writes from the counters: don't.  (A server, database
-or role with ``track_counts`` off gets no recycling at all.)
+If the test inserted rows, :func:`undo_inserts` deletes them: every row of a
+written table whose ``xmin`` is the transaction ID the clone was handed out at
+or later (the template's rows are older), in one transaction of a superuser
+session with ``session_replication_role = replica``, so no trigger, rule or
+foreign-key action fires (a table with a DELETE trigger or rule enabled
+``ALWAYS`` or ``REPLICA`` is not undone; a table that yields more such rows
+than the test inserted aborts it).  Each sequence the test used (its block was
+read) is set back to the template's value with ``setval``.
+
+Any doubt — a session still attached, a query error, any counter that does not
+fit — and the clone is dropped as before.  The recycled clone's activity
+statistics are reset (``pg_stat_reset()``), so ``pg_stat_user_tables`` reads as
+on a new clone; what still tells it from a new one is its ``stats_reset``
+timestamp, its OID, the ``xmax`` a ``SELECT … FOR UPDATE`` leaves on the rows
+it locked (a row lock writes no row), and, after deleted inserts, what is on
+disk: the deleted rows stay as dead rows until a VACUUM (which would change the
+catalog), so a new row's ``ctid``, a table's size on disk and the planner's
+size estimates can differ, and a sequence's ``log_cnt`` reads 0.  A clone goes
+back this way at most :data:`MAX_UNDONE` times.  A superuser test that turns
+``track_counts`` off in its own session hides its writes from the counters:
+don't.  (A server, database or role with ``track_counts`` off gets no
+recycling at all.)
 """
 
 from __future__ import annotations
@@ -58,7 +74,10 @@ SELECT d.tup_inserted + d.tup_updated + d.tup_deleted,
        -- Counting at all: no session of any role may have turned the counters off.
        current_setting('track_counts')::bool AND NOT EXISTS (
            SELECT FROM pg_db_role_setting s
-            WHERE array_to_string(s.setconfig, ',') ~* 'track_counts')
+            WHERE array_to_string(s.setconfig, ',') ~* 'track_counts'),
+       d.tup_updated + d.tup_deleted,
+       -- The next transaction ID: every row a test writes has this one or a later one.
+       pg_snapshot_xmax(pg_current_snapshot())::text::bigint
   FROM pg_stat_database d JOIN pg_database db ON db.oid = d.datid
  WHERE d.datname = %s
 """
@@ -88,6 +107,12 @@ class CloneState:
     maintenance: int
     database: str
     counting: bool = True
+    #: Of ``writes``, the rows updated or deleted (the rest were inserted).
+    rewrites: int = 0
+    #: The next transaction ID when the clone was first handed out.
+    next_xid: int = 0
+    #: How many times the inserts of a test were deleted from this clone.
+    undone: int = 0
 
     @classmethod
     def read(cls, conn: Any) -> CloneState:
@@ -101,34 +126,162 @@ class CloneState:
         row = admin.execute(DATABASE_STATE, (name,)).fetchone()
         if row is None:
             raise LookupError(f"no database {name}")
-        return cls(int(row[0]), row[1], 0, 0, str(row[2]), bool(row[3]))
+        return cls(int(row[0]), row[1], 0, 0, str(row[2]), bool(row[3]), int(row[4]), int(row[5]))
 
     def with_local(self, conn: Any) -> CloneState:
         """This state completed with what ``conn``, connected to the database, reads."""
         local = conn.execute(LOCAL_STATE).fetchone()
         return replace(self, sequence_reads=int(local[0]), maintenance=int(local[1]))
 
-    def changed_since(self, handed_out: CloneState, *, local: bool = True) -> str | None:
+    def changed_since(
+        self, handed_out: CloneState, *, local: bool = True, inserts: bool = False
+    ) -> str | None:
         """None if nothing changed since ``handed_out``; else what did.  With ``local=False``
-        only what any connection sees is compared (a cheap first look)."""
+        only what any connection sees is compared (a cheap first look); with
+        ``inserts=True`` inserted rows and used sequences are not changes (``undo_inserts``
+        deletes and resets them)."""
         if not (self.counting and handed_out.counting):
             return "the server does not count writes (track_counts is off somewhere)"
-        if self.writes != handed_out.writes:
+        if self.rewrites != handed_out.rewrites:
+            return f"{self.rewrites - handed_out.rewrites} row(s) updated or deleted"
+        if not inserts and self.writes != handed_out.writes:
             return f"{self.writes - handed_out.writes} row(s) written"
         if self.stats_reset != handed_out.stats_reset:
             return "its statistics were reset"
         if self.database != handed_out.database:
             return "the database's settings, privileges or comment changed"
-        if local and self.sequence_reads != handed_out.sequence_reads:
+        if local and not inserts and self.sequence_reads != handed_out.sequence_reads:
             return "a sequence was used"
         if local and self.maintenance != handed_out.maintenance:
             return "a table was vacuumed or analyzed"
         return None
 
 
+#: What the template's sequences hold: (OID, value, is_called) of each, by
+#: :func:`sequence_states`, to put back the ones a test used.
+SequenceStates = dict[int, tuple[int, bool]]
+
+
+def sequence_states(conn: Any) -> SequenceStates:
+    """The state of every sequence of the database ``conn`` is connected to."""
+    from psycopg import sql
+
+    rows = conn.execute(
+        "SELECT c.oid, n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
+    ).fetchall()
+    if not rows:
+        return {}
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::oid, last_value, is_called FROM {}").format(
+            sql.Literal(oid), sql.Identifier(nsp, rel)
+        )
+        for oid, nsp, rel in rows
+    )
+    return {int(o): (int(v), bool(c)) for o, v, c in conn.execute(query).fetchall()}
+
+
+#: What the tests wrote, per relation of the database (shared catalogs are not its own).
+WRITTEN = """
+SELECT c.oid, c.relkind, format('%I.%I', n.nspname, c.relname),
+       pg_stat_get_tuples_inserted(c.oid),
+       pg_stat_get_tuples_updated(c.oid) + pg_stat_get_tuples_deleted(c.oid),
+       n.nspname IN ('pg_catalog', 'information_schema')
+         OR (c.relkind = 't' AND NOT EXISTS (
+               SELECT FROM pg_class o WHERE o.reltoastrelid = c.oid
+                  AND o.relnamespace NOT IN ('pg_catalog'::regnamespace,
+                                             'information_schema'::regnamespace))),
+       -- a DELETE trigger or rule that fires even for a replica session (ENABLE ALWAYS or
+       -- ENABLE REPLICA): deleting the rows could write elsewhere
+       EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = c.oid AND t.tgenabled IN ('A', 'R')
+                  AND t.tgtype & 8 <> 0)
+         OR EXISTS (SELECT FROM pg_rewrite r WHERE r.ev_class = c.oid
+                       AND r.ev_enabled IN ('A', 'R') AND r.ev_type = '4')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT c.relisshared
+   AND CASE WHEN c.relkind = 'S' THEN pg_stat_get_blocks_fetched(c.oid) > 0
+            ELSE pg_stat_get_tuples_inserted(c.oid) + pg_stat_get_tuples_updated(c.oid)
+                 + pg_stat_get_tuples_deleted(c.oid) > 0 END
+"""
+
+#: A clone whose inserts were deleted this many times is dropped: the deleted rows stay
+#: on disk as dead rows until a VACUUM, which would change the catalog.
+MAX_UNDONE = 20
+#: The first ordinary transaction ID; 0 to 2 are special (a wrapped counter).
+_FIRST_NORMAL_XID = 3
+
+
+def undo_inserts(
+    conn: Any, state: CloneState, handed_out: CloneState, sequences: SequenceStates | None
+) -> str | None:
+    """Delete the rows inserted into the clone ``conn`` is connected to since it was
+    handed out, and put back the sequences used; None when done, else why not
+    (then nothing is deleted).  Only for a clone whose tests did nothing but insert rows
+    into its own tables and use its sequences (``changed_since(..., inserts=True)`` said so).
+    """
+    if state.writes == handed_out.writes and state.sequence_reads == handed_out.sequence_reads:
+        return None  # read only
+    if sequences is None:
+        return "the template's sequences are not known"
+    if handed_out.undone >= MAX_UNDONE:
+        return f"its inserts were deleted {MAX_UNDONE} times already"
+    xid = handed_out.next_xid % 2**32
+    if xid < _FIRST_NORMAL_XID:
+        return "the transaction ID counter wrapped"
+    tables: list[tuple[str, int]] = []
+    reset: list[int] = []
+    inserted = 0
+    for oid, kind, name, ins, rewritten, system, fires in conn.execute(WRITTEN).fetchall():
+        if kind == "S":
+            if int(oid) not in sequences:
+                return f"sequence {name} is not the template's"
+            reset.append(int(oid))
+        elif rewritten or system or kind not in ("r", "t"):
+            return f"{name} was written to"
+        elif fires:
+            return f"{name} has a DELETE trigger or rule that fires in replica sessions too"
+        else:
+            inserted += int(ins)
+            if kind == "r":
+                tables.append((name, int(ins)))
+    if inserted != state.writes - handed_out.writes:
+        return "the rows written do not add up to the database's count"
+    from psycopg import sql
+
+    try:
+        with conn.transaction():
+            # As superuser and replica: no trigger, rule or foreign-key action fires.
+            conn.execute("SET LOCAL session_replication_role = replica")
+            for name, ins in tables:
+                cur = conn.execute(
+                    sql.SQL("DELETE FROM ONLY {} WHERE age(xmin) <= age(%s::text::xid)").format(
+                        sql.SQL(name)
+                    ),
+                    (xid,),
+                )
+                if cur.rowcount > ins:
+                    raise _NotOnlyInserts(f"{name}: {cur.rowcount} rows newer than the clone")
+            if reset:
+                conn.execute(
+                    "SELECT setval(s, v, c) FROM unnest(%s::oid[], %s::bigint[], %s::bool[]) "
+                    "AS x(s, v, c)",
+                    (reset, [sequences[o][0] for o in reset], [sequences[o][1] for o in reset]),
+                )
+    except _NotOnlyInserts as exc:
+        return str(exc)
+    # This session's own counts (the deletes) go to the statistics now, before the reset.
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    return None
+
+
+class _NotOnlyInserts(Exception):
+    pass
+
+
 #: After ``pg_stat_reset()``: the counters that changed (the database's row did not).
 AFTER_RESET = f"""
-SELECT d.tup_inserted + d.tup_updated + d.tup_deleted, d.stats_reset, local.*
+SELECT d.tup_inserted + d.tup_updated + d.tup_deleted, d.stats_reset, local.*,
+       d.tup_updated + d.tup_deleted
   FROM pg_stat_database d, ({LOCAL_STATE}) local
  WHERE d.datname = current_database()
 """
@@ -142,5 +295,5 @@ def reset_counters(conn: Any, state: CloneState) -> CloneState:
     row = conn.execute(AFTER_RESET).fetchone()
     return replace(
         state, writes=int(row[0]), stats_reset=row[1], sequence_reads=int(row[2]),
-        maintenance=int(row[3]),
+        maintenance=int(row[3]), rewrites=int(row[4]),
     )  # fmt: skip

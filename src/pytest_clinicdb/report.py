@@ -278,8 +278,12 @@ def timing_lines(reports: list[Report]) -> list[str]:
                 f"max {_ms(max(values))}, total {_ms(sum(values))}"
             )
     recycled = sum(int(r.get("recycled", 0)) for r in reports)
+    undone = sum(int(r.get("undone", 0)) for r in reports)
     if recycled:
-        lines.append(f"  recycled: {recycled} fresh clone(s) their tests left unchanged")
+        lines.append(
+            f"  recycled: {recycled} fresh clone(s), {recycled - undone} left unchanged by their"
+            f" tests, {undone} once the rows their tests inserted were deleted"
+        )
     if len(lines) == 1:
         lines.append("  (no database was set up in this run)")
     return lines

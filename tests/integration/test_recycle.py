@@ -1,5 +1,6 @@
-"""Recycled fresh clones: reused only when the server says nothing changed, and then
-indistinguishable from a new clone by catalog and data (see pytest_clinicdb.recycle)."""
+"""Recycled fresh clones: reused only when the server says nothing changed, or only rows
+were inserted (deleted again) and sequences used (put back), and then indistinguishable
+from a new clone by catalog and data (see pytest_clinicdb.recycle)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from pytest_clinicdb._state import context_of
 from pytest_clinicdb.databases import Databases, wait_for_no_sessions
 from pytest_clinicdb.fingerprint import differences, fingerprint
-from pytest_clinicdb.recycle import MIN_MAJOR, CloneState
+from pytest_clinicdb.recycle import MAX_UNDONE, MIN_MAJOR, CloneState, SequenceStates
 from pytest_clinicdb.server import ServerInfo
 from pytest_clinicdb.templates import TemplateInfo
 
@@ -44,6 +45,8 @@ def template(request: pytest.FixtureRequest) -> TemplateInfo:
 
 #: Every name a test of this module made or recycled to (dropped after each test).
 MADE: list[str] = []
+#: The template's sequences, read once from a clone of its own.
+SEQUENCES: list[SequenceStates | None] = []
 #: The OIDs of the clones handed out (a recycled clone keeps its OID under its new name).
 OIDS: list[int] = []
 
@@ -53,6 +56,10 @@ def handed_out(
     databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
 ) -> Iterator[tuple[str, CloneState]]:
     """A new clone, inspected as the pool does before handing it out; dropped afterwards."""
+    if not SEQUENCES:  # as the pool reads them, from a clone of their own
+        first = databases.clone(template, "f")
+        SEQUENCES.append(databases._read_sequences(first))
+        databases.drop(first)
     name = databases.clone(template, "f")
     MADE.append(name)
     row = (
@@ -76,8 +83,12 @@ def need_superuser(databases: Databases) -> None:
         pytest.skip("needs a superuser (track_counts is a superuser setting)")
 
 
-def recycle(databases: Databases, name: str, state: CloneState) -> tuple[str, object] | None:
-    again = databases._recycle(databases.admin(), name, "f", state)
+def recycle(
+    databases: Databases, name: str, state: CloneState, *, sequences: bool = True
+) -> tuple[str, object] | None:
+    again = databases._recycle(
+        databases.admin(), name, "f", state, SEQUENCES[0] if sequences else None
+    )
     if again is not None:
         MADE.append(again[0])
     return again
@@ -156,13 +167,33 @@ def test_a_clone_its_test_only_read_is_recycled_and_equals_a_new_clone(
     assert differences(_new_clone_fingerprint(databases, template, clinic_postgres), recycled) == []
 
 
-CHANGES: dict[str, list[str]] = {
+#: Tests whose clone comes back once its inserted rows are deleted and its sequences put back.
+INSERTS: dict[str, list[str]] = {
+    # an audited table: the audit trigger adds a row to this month's partition and uses
+    # the audit sequence
     "insert, committed": ["INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-x')"],
-    "update, committed": ["UPDATE clinic.feature_flags SET description = description || '!'"],
-    "delete, committed": ["DELETE FROM clinic.feature_flags"],
+    "inserts in several transactions and tables": [
+        "INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-a')",
+        "COMMIT",
+        "INSERT INTO clinic.clinics (name, slug) VALUES ('y', 'recycle-b')",
+        "INSERT INTO clinic.feature_flags (key, description) "
+        "SELECT 'big_' || g, repeat(md5(g::text), 2000) FROM generate_series(1, 3) g",
+    ],
     "nextval": ["SELECT nextval('{seq}')"],
     "setval back to the same value": ["SELECT setval('{seq}', last_value, is_called) FROM {seq}"],
     "a sequence only read": ["SELECT last_value FROM {seq}"],
+    "an insert rolled back": [
+        "INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-rb')",
+        "ROLLBACK",
+    ],
+}
+CHANGES: dict[str, list[str]] = {
+    "insert, then update": [
+        "INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-u')",
+        "UPDATE clinic.clinics SET name = 'y' WHERE slug = 'recycle-u'",
+    ],
+    "update, committed": ["UPDATE clinic.feature_flags SET description = description || '!'"],
+    "delete, committed": ["DELETE FROM clinic.feature_flags"],
     "ddl": ["CREATE TABLE clinic.scratch (id int)"],
     "comment on a table": ["COMMENT ON TABLE clinic.clinics IS 'changed'"],
     "temporary table": ["CREATE TEMP TABLE scratch (id int)"],
@@ -208,22 +239,67 @@ def test_vacuum_and_analyze_count_as_changes(
     assert recycle(databases, name, state) is None
 
 
-def test_a_write_rolled_back_or_failed_still_counts(
+@pytest.mark.parametrize("statements", [*INSERTS.values()], ids=[*INSERTS])
+def test_a_clone_its_test_only_inserted_into_is_recycled_and_equals_a_new_clone(
+    databases: Databases,
+    template: TemplateInfo,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+    statements: list[str],
+) -> None:
+    name, state = handed_out
+    _session(clinic_postgres, name, statements)
+    again = recycle(databases, name, state)
+    assert again is not None, "an inserting test's clone was not recycled"
+    new_name, new_state = again
+    assert isinstance(new_state, CloneState)
+    assert new_state.undone == 1
+    with psycopg.connect(clinic_postgres.dsn_for(new_name), autocommit=True) as conn:
+        stats = conn.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_del + n_dead_tup), 0) FROM pg_stat_user_tables"
+        ).fetchone()
+        seq = conn.execute(f"SELECT last_value, is_called FROM {SEQUENCE}").fetchone()
+        recycled = fingerprint(conn)
+    assert stats == (0,), "the statistics of the recycled clone start from zero again"
+    new = databases.clone(template, "f")
+    try:
+        with psycopg.connect(clinic_postgres.dsn_for(new), autocommit=True) as conn:
+            assert conn.execute(f"SELECT last_value, is_called FROM {SEQUENCE}").fetchone() == seq
+            assert differences(fingerprint(conn), recycled) == []
+    finally:
+        databases.drop(new)
+    # And round again: a test that inserts into the recycled clone is undone as well.
+    _session(clinic_postgres, new_name, [INSERTS["insert, committed"][0]])
+    last = recycle(databases, new_name, new_state)
+    assert last is not None and isinstance(last[1], CloneState)
+    assert last[1].undone == new_state.undone + 1
+
+
+def test_a_clone_is_dropped_after_its_inserts_were_deleted_too_often(
     databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
 ) -> None:
-    """Conservative: the rows are invisible, but their dead versions are on disk."""
+    """The deleted rows stay on disk (dead) until a VACUUM: a clone goes back only so often."""
     name, state = handed_out
-    with psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
-        conn.execute("INSERT INTO clinic.clinics (name, slug) VALUES ('x', 'recycle-rb')")
-        conn.rollback()
-    assert recycle(databases, name, state) is None
+    _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
+    worn = dataclasses.replace(state, undone=MAX_UNDONE)
+    assert recycle(databases, name, worn) is None
+    assert _gone(databases)
+
+
+def test_without_the_templates_sequences_an_inserting_tests_clone_is_dropped(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    name, state = handed_out
+    _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
+    assert recycle(databases, name, state, sequences=False) is None
+    assert _gone(databases)
 
 
 def test_a_reset_of_the_statistics_cannot_hide_a_write(
     databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
 ) -> None:
     name, state = handed_out
-    _session(clinic_postgres, name, [CHANGES["insert, committed"][0]])
+    _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
     # Its backend adds its counts as it exits, after the client has gone: reset after that.
     assert wait_for_no_sessions(databases.admin(), name, wait=10)
     _session(clinic_postgres, name, ["SELECT pg_stat_reset()"])
@@ -265,8 +341,8 @@ def test_a_session_left_open_means_no_recycling(
 def test_the_pool_recycles_only_unchanged_clones(
     databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
 ) -> None:
-    """End to end through the pool: a recycled clone keeps its OID, a changed one never
-    comes back, and what the next test gets is always as new."""
+    """End to end through the pool: a recycled clone keeps its OID, one whose rows were
+    updated never comes back, and what the next test gets is always as new."""
 
     def oid(name: str) -> int:
         row = (
@@ -284,12 +360,16 @@ def test_the_pool_recycles_only_unchanged_clones(
             assert conn.execute(
                 "SELECT count(*) FROM clinic.clinics WHERE slug LIKE 'pool-%'"
             ).fetchone() == (0,), "a clone handed out holds another test's rows"
+            assert conn.execute(
+                "SELECT count(*) FROM clinic.feature_flags WHERE description LIKE '%!'"
+            ).fetchone() == (0,), "a clone handed out holds another test's update"
             work(conn)
             conn.commit()
         databases.release(template, name)
         return name, number
 
-    seen: list[tuple[int, bool]] = []  # (database OID, written)
+    seen: list[tuple[int, bool]] = []  # (database OID, updated)
+    undone = databases.undone
     for i in range(12):
         if i % 3 == 0:
             _, number = use(
@@ -297,17 +377,20 @@ def test_the_pool_recycles_only_unchanged_clones(
                     "INSERT INTO clinic.clinics (name, slug) VALUES ('p', %s)", (f"pool-{i}",)
                 )
             )
+        elif i % 3 == 1:
+            _, number = use(lambda c: c.execute(CHANGES["update, committed"][0]))
         else:
             _, number = use(lambda c: c.execute("SELECT count(*) FROM clinic.clinics"))
-        seen.append((number, i % 3 == 0))
+        seen.append((number, i % 3 == 1))
         time.sleep(0.05)  # let the dropper look at it
-    for k, (number, was_written) in enumerate(seen):
+    for k, (number, updated) in enumerate(seen):
         later = [n for n, _ in seen[k + 1 :]]
-        if was_written:
-            assert number not in later, "a clone its test wrote to was handed out again"
+        if updated:
+            assert number not in later, "a clone its test updated was handed out again"
     oids = [n for n, _ in seen]
     assert len(set(oids)) < len(oids), f"no clone was recycled: {seen}"
     assert databases.recycled > 0
+    assert databases.undone > undone, "no inserting test's clone came back"
 
 
 def test_while_clones_come_back_the_pool_makes_no_new_ones(
