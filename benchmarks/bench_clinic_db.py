@@ -9,8 +9,10 @@ processes, as a user waits for them, on generated throw-away projects:
   minus the same slope for tests that use no database (pytest's own cost per
   test), the median over ``--repeats`` pairs of runs.  The ``clinic_db`` tests
   do nothing (the fixture's own cost); the ``clinic_db_fresh`` and
-  pytest-postgresql tests insert a row and commit, and a second
-  ``clinic_db_fresh`` variant only reads (its clone is recycled);
+  pytest-postgresql tests insert a row and commit (the clone is recycled once
+  the row is deleted), a second ``clinic_db_fresh`` variant only reads (its
+  clone is recycled as it is) and a third updates a row and commits (its clone
+  is dropped and a new one made);
 - warm first test: a one-test run of ``clinic_db`` with everything kept from the
   run before, minus a one-test run of bare pytest (``-p no:clinicdb``);
 - plugin load: a one-test run with no database test, with and without the plugin;
@@ -63,6 +65,7 @@ ENV = {
 }
 
 INSERT = "INSERT INTO clinic.clinics (name, slug) VALUES ('c', 'c{i}')"
+UPDATE = "UPDATE clinic.feature_flags SET enabled = NOT enabled"
 TESTS = {
     # the fixtures' own cost: the tests themselves do nothing (or the same as their rival)
     "baseline": "def test_{i}():\n    pass\n",
@@ -70,6 +73,11 @@ TESTS = {
     "fresh": (
         "def test_{i}(clinic_db_fresh):\n"
         f'    clinic_db_fresh.execute("{INSERT}")\n'
+        "    clinic_db_fresh.commit()\n"
+    ),
+    "fresh_update": (
+        "def test_{i}(clinic_db_fresh):\n"
+        f'    clinic_db_fresh.execute("{UPDATE}")\n'
         "    clinic_db_fresh.commit()\n"
     ),
     "fresh_read": (
@@ -381,6 +389,9 @@ def measure(bench: Bench, quick: bool, skip_pp: bool) -> dict[str, object]:
     # clinic_db_fresh that commits nothing (its clone can go back to the pool).
     figures["fresh read-only"] = med(bench.slope("fresh_read", (20, 220), ini)) - base[False]
     say("fresh read-only", figures["fresh read-only"])
+    # clinic_db_fresh that updates a row: no deletion undoes that, the clone is dropped.
+    figures["fresh updating"] = med(bench.slope("fresh_update", (20, 220), ini)) - base[False]
+    say("fresh updating", figures["fresh updating"])
     if not skip_pp:
         for tuned in (False, True):
             label = "pytest-postgresql tuned" if tuned else "pytest-postgresql"
@@ -416,7 +427,9 @@ def report(figures: dict[str, object], bindir: Path, repeats: int, took: float) 
         "edit is made while the tests run)"
     )
     fr = figures["fresh read-only"]
+    fu = figures["fresh updating"]
     print(f"clinic_db_fresh committing nothing (clone back to the pool): {fr * ms:.1f} ms per test")
+    print(f"clinic_db_fresh updating a row (clone dropped, new made): {fu * ms:.1f} ms per test")
     print()
     print(
         "| schema | xdist | build | rebuild after an edit | clone | `clinic_db` per test "
@@ -435,8 +448,8 @@ def report(figures: dict[str, object], bindir: Path, repeats: int, took: float) 
             t = figures[theirs]
             print(
                 f"{theirs}: {t * ms:.1f} ms per test; / clinic_db {t / x1['clinic_db']:.0f}x, "
-                f"/ clinic_db_fresh {t / x1['fresh']:.1f}x, "
-                f"/ clinic_db_fresh committing nothing {t / fr:.1f}x"
+                f"/ clinic_db_fresh inserting {t / x1['fresh']:.1f}x, "
+                f"/ committing nothing {t / fr:.1f}x, / updating {t / fu:.1f}x"
             )
     print("per test = slope of the whole-run time over the number of tests, minus the same slope")
     print("for tests without a database (schema ×1, no xdist, for the pytest-postgresql ratios)")

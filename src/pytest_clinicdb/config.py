@@ -237,9 +237,10 @@ OPTIONS: tuple[OptionSpec, ...] = (
     ),
     OptionSpec(
         "recycle_clones",
-        "give a clinic_db_fresh/clinic_dsn clone its test left unchanged (no row, sequence, "
-        "setting or statistic changed, as the server counts them) to the next test instead of "
-        "dropping it (PostgreSQL 15 and later)",
+        "give a clinic_db_fresh/clinic_dsn clone whose test left it unchanged or only inserted "
+        "rows (no row updated or deleted, no catalog, setting or statistic changed, as the "
+        "server counts them) to the next test instead of dropping it, the inserted rows deleted "
+        "and the sequences set back (PostgreSQL 15 and later)",
         "bool",
         True,
     ),

@@ -207,7 +207,7 @@ class Databases:
                 return name
         name = self.clone(template, kind)
         if pool is None:
-            if self.recycling:
+            if self.recycling and self.server.superuser:  # deleting inserts needs one
                 self._sequences[template.name] = self._read_sequences(name)
             self._pools[template.name] = ClonePool(
                 admin_dsn=self.server.dsn,
@@ -292,11 +292,12 @@ class Databases:
             # What any session sees first, from this warm one: a test that updated or
             # deleted rows is dropped without a connection to its clone.
             shared = CloneState.of_new(admin, new)
-            if shared.changed_since(handed_out, local=False, inserts=True) is None:
+            inserts = sequences is not None  # known only where the inserts can be deleted
+            if shared.changed_since(handed_out, local=False, inserts=inserts) is None:
                 with connect(self.server.dsn_for(new), autocommit=True) as conn:
                     state = shared.with_local(conn)
                     if (
-                        state.changed_since(handed_out, inserts=True) is None
+                        state.changed_since(handed_out, inserts=inserts) is None
                         and undo_inserts(conn, state, handed_out, sequences) is None
                     ):
                         undone = state.writes != handed_out.writes or (
