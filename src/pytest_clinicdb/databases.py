@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from .pool import ClonePool
-    from .recycle import SequenceStates
+    from .recycle import TemplateFacts
     from .runs import Run
     from .server import ServerInfo
     from .templates import TemplateInfo
@@ -118,8 +118,8 @@ class Databases:
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
-        #: Per template: its sequences, to put back the ones a test used (see ``recycle``).
-        self._sequences: dict[str, SequenceStates | None] = {}
+        #: Per template: what deleting a test's inserts restores or checks (see ``recycle``).
+        self._facts: dict[str, TemplateFacts | None] = {}
         self.clone_times: list[float] = []
         self.drop_times: list[float] = []
 
@@ -208,7 +208,7 @@ class Databases:
         name = self.clone(template, kind)
         if pool is None:
             if self.recycling and self.server.superuser:  # deleting inserts needs one
-                self._sequences[template.name] = self._read_sequences(name)
+                self._facts[template.name] = self._read_facts(name)
             self._pools[template.name] = ClonePool(
                 admin_dsn=self.server.dsn,
                 dsn_for=self.server.dsn_for,
@@ -217,7 +217,7 @@ class Databases:
                 inspect=self._inspect if self.recycling else None,
                 recycle=(
                     lambda admin, name, state: self._recycle(
-                        admin, name, kind, state, self._sequences.get(template.name)
+                        admin, name, kind, state, self._facts.get(template.name)
                     )
                 )
                 if self.recycling
@@ -241,16 +241,16 @@ class Databases:
 
         return CloneState.of_new(admin, name)
 
-    def _read_sequences(self, name: str) -> SequenceStates | None:
-        """The sequences of a new clone (so of its template), or None if they cannot be read."""
+    def _read_facts(self, name: str) -> TemplateFacts | None:
+        """What a new clone (so its template) holds, or None if it cannot be read."""
         import psycopg
 
         from .connect import connect
-        from .recycle import sequence_states
+        from .recycle import TemplateFacts
 
         try:
             with connect(self.server.dsn_for(name), autocommit=True) as conn:
-                return sequence_states(conn)
+                return TemplateFacts.read(conn)
         except psycopg.Error:
             return None
 
@@ -260,17 +260,18 @@ class Databases:
         name: str,
         kind: str,
         handed_out: object,
-        sequences: SequenceStates | None = None,
+        facts: TemplateFacts | None = None,
     ) -> tuple[str, object] | None:
         """``name`` under a new name if its test changed nothing, or only inserted rows
-        (deleted here) and used sequences (put back); else None (it is dropped)."""
+        (deleted here) and used sequences (put back); else None (it is dropped).  Without
+        the template's ``facts`` a clone whose test inserted rows is dropped."""
         import dataclasses
 
         import psycopg
         from psycopg import sql
 
         from .connect import connect
-        from .recycle import CloneState, reset_counters, undo_inserts
+        from .recycle import CloneState, NotUndone, reset_counters, undo_inserts
 
         assert isinstance(handed_out, CloneState)
         if not wait_for_no_sessions(admin, name, wait=1.0):  # a connection the test kept open
@@ -292,26 +293,27 @@ class Databases:
             # What any session sees first, from this warm one: a test that updated or
             # deleted rows is dropped without a connection to its clone.
             shared = CloneState.of_new(admin, new)
-            inserts = sequences is not None  # known only where the inserts can be deleted
+            inserts = facts is not None
             if shared.changed_since(handed_out, local=False, inserts=inserts) is None:
                 with connect(self.server.dsn_for(new), autocommit=True) as conn:
                     state = shared.with_local(conn)
-                    if (
-                        state.changed_since(handed_out, inserts=inserts) is None
-                        and undo_inserts(conn, state, handed_out, sequences) is None
-                    ):
+                    if state.changed_since(handed_out, inserts=inserts) is None:
+                        written = undo_inserts(conn, state, handed_out, facts) if facts else []
                         undone = state.writes != handed_out.writes or (
                             state.sequence_reads != handed_out.sequence_reads
                         )
-                        state = dataclasses.replace(
-                            reset_counters(conn, state),
-                            next_xid=handed_out.next_xid,
-                            undone=handed_out.undone + undone,
-                        )
-                        self.recycled += 1
-                        self.undone += undone
-                        return new, state
-        except (psycopg.Error, LookupError):
+                        state = reset_counters(conn, state)
+                        # After the reset: a VACUUM or ANALYZE that ended before it (an
+                        # autovacuum worker's, drawn by the inserts) left its mark here.
+                        if facts is None or facts.tables_changed(conn, written) is None:
+                            self.recycled += 1
+                            self.undone += undone
+                            return new, dataclasses.replace(
+                                state,
+                                next_xid=handed_out.next_xid,
+                                undone=handed_out.undone + undone,
+                            )
+        except (psycopg.Error, LookupError, NotUndone):
             pass
         self._drop_on(admin, new)
         return None

@@ -157,28 +157,53 @@ class CloneState:
         return None
 
 
-#: What the template's sequences hold: (OID, value, is_called) of each, by
-#: :func:`sequence_states`, to put back the ones a test used.
-SequenceStates = dict[int, tuple[int, bool]]
+#: Per table (and TOAST table) of the database's own: what VACUUM and ANALYZE change in
+#: the catalog, in place, where the row counts do not see it (``%s``: the OIDs, or NULL for all).
+TABLE_FACTS = """
+SELECT c.oid,
+       concat_ws(':', c.relpages, c.reltuples, c.relallvisible, c.relfrozenxid, c.relminmxid,
+                 (SELECT count(*) FROM pg_statistic s WHERE s.starelid = c.oid))
+  FROM pg_class c
+ WHERE c.relkind IN ('r', 't') AND NOT c.relisshared AND (%s::oid[] IS NULL OR c.oid = ANY(%s))
+"""
 
 
-def sequence_states(conn: Any) -> SequenceStates:
-    """The state of every sequence of the database ``conn`` is connected to."""
-    from psycopg import sql
+@dataclass(frozen=True)
+class TemplateFacts:
+    """What a new clone of a template holds that deleting a test's inserts restores or
+    must find as it was: its sequences (OID → value, is_called) and :data:`TABLE_FACTS`."""
 
-    rows = conn.execute(
-        "SELECT c.oid, n.nspname, c.relname FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
-    ).fetchall()
-    if not rows:
-        return {}
-    query = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {}::oid, last_value, is_called FROM {}").format(
-            sql.Literal(oid), sql.Identifier(nsp, rel)
-        )
-        for oid, nsp, rel in rows
-    )
-    return {int(o): (int(v), bool(c)) for o, v, c in conn.execute(query).fetchall()}
+    sequences: dict[int, tuple[int, bool]]
+    tables: dict[int, str]
+
+    @classmethod
+    def read(cls, conn: Any) -> TemplateFacts:
+        """The facts of the database ``conn`` is connected to (a new clone)."""
+        from psycopg import sql
+
+        rows = conn.execute(
+            "SELECT c.oid, n.nspname, c.relname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'"
+        ).fetchall()
+        sequences: dict[int, tuple[int, bool]] = {}
+        if rows:
+            query = sql.SQL(" UNION ALL ").join(
+                sql.SQL("SELECT {}::oid, last_value, is_called FROM {}").format(
+                    sql.Literal(oid), sql.Identifier(nsp, rel)
+                )
+                for oid, nsp, rel in rows
+            )
+            sequences = {int(o): (int(v), bool(c)) for o, v, c in conn.execute(query)}
+        tables = {int(o): str(f) for o, f in conn.execute(TABLE_FACTS, (None, None))}
+        return cls(sequences, tables)
+
+    def tables_changed(self, conn: Any, oids: list[int]) -> str | None:
+        """None if the tables ``oids`` read as in a new clone; else which one does not (a
+        VACUUM or ANALYZE, autovacuum's too, whose counts a statistics reset zeroed)."""
+        for oid, facts in conn.execute(TABLE_FACTS, (oids, oids)):
+            if self.tables.get(int(oid)) != facts:
+                return f"table {oid} was vacuumed or analyzed"
+        return None
 
 
 #: What the tests wrote, per relation of the database (shared catalogs are not its own).
@@ -211,71 +236,70 @@ MAX_UNDONE = 20
 _FIRST_NORMAL_XID = 3
 
 
+class NotUndone(Exception):
+    """The inserts of a test cannot be deleted (or, afterwards, the clone is not as new)."""
+
+
 def undo_inserts(
-    conn: Any, state: CloneState, handed_out: CloneState, sequences: SequenceStates | None
-) -> str | None:
+    conn: Any, state: CloneState, handed_out: CloneState, facts: TemplateFacts
+) -> list[int]:
     """Delete the rows inserted into the clone ``conn`` is connected to since it was
-    handed out, and put back the sequences used; None when done, else why not
-    (then nothing is deleted).  Only for a clone whose tests did nothing but insert rows
-    into its own tables and use its sequences (``changed_since(..., inserts=True)`` said so).
+    handed out, and put back the sequences used; return the OIDs of the tables written
+    (none for a test that only read).  Raises :class:`NotUndone` (nothing deleted) unless
+    the test did nothing but insert rows into the database's own tables and use its
+    sequences (``changed_since(..., inserts=True)`` said so of the rest).
     """
     if state.writes == handed_out.writes and state.sequence_reads == handed_out.sequence_reads:
-        return None  # read only
-    if sequences is None:
-        return "the template's sequences are not known"
+        return []  # read only
     if handed_out.undone >= MAX_UNDONE:
-        return f"its inserts were deleted {MAX_UNDONE} times already"
+        raise NotUndone(f"its inserts were deleted {MAX_UNDONE} times already")
     xid = handed_out.next_xid % 2**32
     if xid < _FIRST_NORMAL_XID:
-        return "the transaction ID counter wrapped"
+        raise NotUndone("the transaction ID counter wrapped")
     tables: list[tuple[str, int]] = []
+    written: list[int] = []
     reset: list[int] = []
     inserted = 0
     for oid, kind, name, ins, rewritten, system, fires in conn.execute(WRITTEN).fetchall():
         if kind == "S":
-            if int(oid) not in sequences:
-                return f"sequence {name} is not the template's"
+            if int(oid) not in facts.sequences:
+                raise NotUndone(f"sequence {name} is not the template's")
             reset.append(int(oid))
         elif rewritten or system or kind not in ("r", "t"):
-            return f"{name} was written to"
+            raise NotUndone(f"{name} was written to")
         elif fires:
-            return f"{name} has a DELETE trigger or rule that fires in replica sessions too"
+            raise NotUndone(f"{name} has a DELETE trigger or rule that fires in replica sessions")
         else:
             inserted += int(ins)
+            written.append(int(oid))
             if kind == "r":
                 tables.append((name, int(ins)))
     if inserted != state.writes - handed_out.writes:
-        return "the rows written do not add up to the database's count"
+        raise NotUndone("the rows written do not add up to the database's count")
     from psycopg import sql
 
-    try:
-        with conn.transaction():
-            # As superuser and replica: no trigger, rule or foreign-key action fires.
-            conn.execute("SET LOCAL session_replication_role = replica")
-            for name, ins in tables:
-                cur = conn.execute(
-                    sql.SQL("DELETE FROM ONLY {} WHERE age(xmin) <= age(%s::text::xid)").format(
-                        sql.SQL(name)
-                    ),
-                    (xid,),
-                )
-                if cur.rowcount > ins:
-                    raise _NotOnlyInserts(f"{name}: {cur.rowcount} rows newer than the clone")
-            if reset:
-                conn.execute(
-                    "SELECT setval(s, v, c) FROM unnest(%s::oid[], %s::bigint[], %s::bool[]) "
-                    "AS x(s, v, c)",
-                    (reset, [sequences[o][0] for o in reset], [sequences[o][1] for o in reset]),
-                )
-    except _NotOnlyInserts as exc:
-        return str(exc)
+    values = [facts.sequences[o] for o in reset]
+    with conn.transaction():
+        # As superuser and replica: no trigger, rule or foreign-key action fires.
+        conn.execute("SET LOCAL session_replication_role = replica")
+        for name, ins in tables:
+            cur = conn.execute(
+                sql.SQL("DELETE FROM ONLY {} WHERE age(xmin) <= age(%s::text::xid)").format(
+                    sql.SQL(name)
+                ),
+                (xid,),
+            )
+            if cur.rowcount > ins:  # rolls the deletes back
+                raise NotUndone(f"{name}: {cur.rowcount} rows newer than the clone")
+        if reset:
+            conn.execute(
+                "SELECT setval(s, v, c) FROM unnest(%s::oid[], %s::bigint[], %s::bool[]) "
+                "AS x(s, v, c)",
+                (reset, [v for v, _ in values], [c for _, c in values]),
+            )
     # This session's own counts (the deletes) go to the statistics now, before the reset.
     conn.execute("SELECT pg_stat_force_next_flush()")
-    return None
-
-
-class _NotOnlyInserts(Exception):
-    pass
+    return written
 
 
 #: After ``pg_stat_reset()``: the counters that changed (the database's row did not).

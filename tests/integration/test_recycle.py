@@ -16,7 +16,7 @@ import pytest
 from pytest_clinicdb._state import context_of
 from pytest_clinicdb.databases import Databases, wait_for_no_sessions
 from pytest_clinicdb.fingerprint import differences, fingerprint
-from pytest_clinicdb.recycle import MAX_UNDONE, MIN_MAJOR, CloneState, SequenceStates
+from pytest_clinicdb.recycle import MAX_UNDONE, MIN_MAJOR, CloneState, TemplateFacts
 from pytest_clinicdb.server import ServerInfo
 from pytest_clinicdb.templates import TemplateInfo
 
@@ -45,8 +45,8 @@ def template(request: pytest.FixtureRequest) -> TemplateInfo:
 
 #: Every name a test of this module made or recycled to (dropped after each test).
 MADE: list[str] = []
-#: The template's sequences, read once from a clone of its own.
-SEQUENCES: list[SequenceStates | None] = []
+#: The template's facts, read once from a clone of its own.
+FACTS: list[TemplateFacts | None] = []
 #: The OIDs of the clones handed out (a recycled clone keeps its OID under its new name).
 OIDS: list[int] = []
 
@@ -56,9 +56,9 @@ def handed_out(
     databases: Databases, template: TemplateInfo, clinic_postgres: ServerInfo
 ) -> Iterator[tuple[str, CloneState]]:
     """A new clone, inspected as the pool does before handing it out; dropped afterwards."""
-    if not SEQUENCES:  # as the pool reads them, from a clone of their own
+    if not FACTS:  # as the pool reads them, from a clone of their own
         first = databases.clone(template, "f")
-        SEQUENCES.append(databases._read_sequences(first))
+        FACTS.append(databases._read_facts(first))
         databases.drop(first)
     name = databases.clone(template, "f")
     MADE.append(name)
@@ -84,11 +84,9 @@ def need_superuser(databases: Databases) -> None:
 
 
 def recycle(
-    databases: Databases, name: str, state: CloneState, *, sequences: bool = True
+    databases: Databases, name: str, state: CloneState, *, facts: bool = True
 ) -> tuple[str, object] | None:
-    again = databases._recycle(
-        databases.admin(), name, "f", state, SEQUENCES[0] if sequences else None
-    )
+    again = databases._recycle(databases.admin(), name, "f", state, FACTS[0] if facts else None)
     if again is not None:
         MADE.append(again[0])
     return again
@@ -286,12 +284,13 @@ def test_a_clone_is_dropped_after_its_inserts_were_deleted_too_often(
     assert _gone(databases)
 
 
-def test_without_the_templates_sequences_an_inserting_tests_clone_is_dropped(
+def test_without_the_templates_facts_an_inserting_tests_clone_is_dropped(
     databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
 ) -> None:
+    """As for a role that is no superuser: its inserts cannot be deleted."""
     name, state = handed_out
     _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
-    assert recycle(databases, name, state, sequences=False) is None
+    assert recycle(databases, name, state, facts=False) is None
     assert _gone(databases)
 
 
@@ -440,3 +439,50 @@ def test_a_role_that_may_not_reset_statistics_gets_no_recycling(
     finally:
         admin.execute(f"REVOKE EXECUTE ON FUNCTION pg_stat_reset() FROM {role}")
         admin.execute(f"DROP ROLE {role}")
+
+
+def test_an_analyze_whose_counts_the_reset_zeroed_still_means_the_clone_is_dropped(
+    databases: Databases,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An autovacuum worker drawn by a test's inserts may ANALYZE the clone while its rows
+    are being deleted; if it ends before the statistics reset, no counter shows it, but
+    the catalog does (pg_class, pg_statistic)."""
+    import pytest_clinicdb.recycle as recycle_module
+
+    name, state = handed_out
+    _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
+    real_reset = recycle_module.reset_counters
+
+    def analyze_then_reset(conn: psycopg.Connection[Any], state: CloneState) -> CloneState:
+        with psycopg.connect(clinic_postgres.dsn_for(conn.info.dbname), autocommit=True) as other:
+            other.execute("ANALYZE clinic.clinics")
+        # Its backend adds its counts as it leaves: the reset comes after that.
+        deadline = time.monotonic() + 10
+        while conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        ).fetchone() != (1,):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return real_reset(conn, state)
+
+    monkeypatch.setattr(recycle_module, "reset_counters", analyze_then_reset)
+    assert recycle(databases, name, state) is None
+    assert _gone(databases)
+    monkeypatch.setattr(recycle_module, "reset_counters", real_reset)
+
+
+def test_a_new_clone_has_the_templates_table_facts(
+    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+) -> None:
+    name, _ = handed_out
+    facts = FACTS[0]
+    assert facts is not None and facts.sequences and facts.tables
+    with psycopg.connect(clinic_postgres.dsn_for(name), autocommit=True) as conn:
+        row = conn.execute("SELECT 'clinic.clinics'::regclass::oid").fetchone()
+        assert row is not None
+        assert facts.tables_changed(conn, [int(row[0])]) is None
+        conn.execute("VACUUM clinic.clinics")
+        assert facts.tables_changed(conn, [int(row[0])]) is not None
