@@ -38,7 +38,12 @@ session with ``session_replication_role = replica``, so no trigger, rule or
 foreign-key action fires (a table with a DELETE trigger or rule enabled
 ``ALWAYS`` or ``REPLICA`` is not undone; a table that yields more such rows
 than the test inserted aborts it).  Each sequence the test used (its block was
-read) is set back to the template's value with ``setval``.
+read) is set back to the template's value with ``setval``.  After the statistics
+reset the written tables must still read as in a new clone (:data:`TABLE_FACTS`:
+``pg_class``'s sizes, ``relfrozenxid``, their ``pg_statistic`` rows), so a VACUUM
+or ANALYZE by an autovacuum worker, drawn by the inserts, is seen even when the
+reset zeroed its counts.  The template's sequences and table facts are read once
+per process, from its first clone.
 
 Any doubt — a session still attached, a query error, any counter that does not
 fit — and the clone is dropped as before.  The recycled clone's activity
