@@ -70,6 +70,25 @@ def wait_for_no_sessions(
         time.sleep(0.002)
 
 
+def close_session(
+    conn: psycopg.Connection[Any], admin: psycopg.Connection[Any], wait: float = DROP_WAIT
+) -> None:
+    """Close ``conn`` and wait (briefly) for its backend to leave: the next test that gets
+    its database is then alone on it, as on a new clone."""
+    import psycopg
+
+    pid = conn.info.backend_pid
+    conn.close()
+    deadline = time.monotonic() + wait
+    try:
+        while admin.execute("SELECT FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
+    except psycopg.Error:
+        pass
+
+
 def drop_database(
     admin: psycopg.Connection[Any],
     name: str,
@@ -118,6 +137,9 @@ class Databases:
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
+        #: Per template: whether its last fresh test wanted a connection (``clinic_db_fresh``):
+        #: then a recycled clone comes with the session that proved it, for its next test.
+        self._keep_sessions: dict[str, bool] = {}
         #: Per template: what deleting a test's inserts restores or checks (see ``recycle``).
         self._facts: dict[str, TemplateFacts | None] = {}
         self.clone_times: list[float] = []
@@ -195,10 +217,15 @@ class Databases:
         self.clone_times.append(time.perf_counter() - t0)
         return name
 
-    def fresh(self, template: TemplateInfo) -> str:
-        """A clone for one test; after the first, made ahead by a background pool."""
+    def fresh(self, template: TemplateInfo, *, connection: bool = False) -> str:
+        """A clone for one test; after the first, made ahead by a background pool.
+
+        ``connection``: the test wants a connection to it (``clinic_db_fresh``); recycled
+        clones then come with one (see :meth:`connection`), as the next test likely wants too.
+        """
         from .pool import ClonePool
 
+        self._keep_sessions[template.name] = connection
         kind = "f" if template.variant == "base" else "fd"
         pool = self._pools.get(template.name)
         if pool is not None:
@@ -217,13 +244,20 @@ class Databases:
                 inspect=self._inspect if self.recycling else None,
                 recycle=(
                     lambda admin, name, state: self._recycle(
-                        admin, name, kind, state, self._facts.get(template.name)
+                        admin, name, kind, state, self._facts.get(template.name), template.name
                     )
                 )
                 if self.recycling
                 else None,
             )
         return name
+
+    def connection(self, template: TemplateInfo, name: str) -> psycopg.Connection[Any] | None:
+        """The connection that came with the recycled clone ``name``, if any: the session
+        that proved it unchanged (or deleted its inserts), now as a new connection is (not
+        in autocommit mode, no setting changed), handed to its next test."""
+        pool = self._pools.get(template.name)
+        return pool.connection(name) if pool is not None else None
 
     def release(self, template: TemplateInfo, name: str) -> None:
         """A test is done with its fresh clone: drop it (in the background when pooled)."""
@@ -249,8 +283,11 @@ class Databases:
         from .recycle import TemplateFacts
 
         try:
-            with connect(self.server.dsn_for(name), autocommit=True) as conn:
+            conn = connect(self.server.dsn_for(name), autocommit=True)
+            try:
                 return TemplateFacts.read(conn)
+            finally:
+                close_session(conn, self.admin())  # the clone goes to a test next
         except psycopg.Error:
             return None
 
@@ -261,10 +298,12 @@ class Databases:
         kind: str,
         handed_out: object,
         facts: TemplateFacts | None = None,
-    ) -> tuple[str, object] | None:
+        template: str = "",
+    ) -> tuple[str, object, psycopg.Connection[Any] | None] | None:
         """``name`` under a new name if its test changed nothing, or only inserted rows
-        (deleted here) and used sequences (put back); else None (it is dropped).  Without
-        the template's ``facts`` a clone whose test inserted rows is dropped."""
+        (deleted here) and used sequences (put back), its state and the connection that
+        proved it (open, for its next test); else None (it is dropped).  Without the
+        template's ``facts`` a clone whose test inserted rows is dropped."""
         import dataclasses
 
         import psycopg
@@ -295,7 +334,8 @@ class Databases:
             shared = CloneState.of_new(admin, new)
             inserts = facts is not None
             if shared.changed_since(handed_out, local=False, inserts=inserts) is None:
-                with connect(self.server.dsn_for(new), autocommit=True) as conn:
+                conn = connect(self.server.dsn_for(new), autocommit=True)
+                try:
                     state = shared.with_local(conn)
                     if state.changed_since(handed_out, inserts=inserts) is None:
                         written = undo_inserts(conn, state, handed_out, facts) if facts else []
@@ -308,11 +348,21 @@ class Databases:
                         if facts is None or facts.tables_changed(conn, written) is None:
                             self.recycled += 1
                             self.undone += undone
-                            return new, dataclasses.replace(
+                            state = dataclasses.replace(
                                 state,
                                 next_xid=handed_out.next_xid,
                                 undone=handed_out.undone + undone,
                             )
+                            if not self._keep_sessions.get(template, False):
+                                close_session(conn, admin)
+                                return new, state, None
+                            # Its next test gets this session as psycopg.connect gives one.
+                            conn.autocommit = False
+                            kept, conn = conn, None
+                            return new, state, kept
+                finally:
+                    if conn is not None:
+                        conn.close()
         except (psycopg.Error, LookupError, NotUndone):
             pass
         self._drop_on(admin, new)

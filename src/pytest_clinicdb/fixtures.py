@@ -503,10 +503,25 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
 
     template = _template_of(request)
     databases = context_of(request.config).databases(clinic_postgres)
-    name = _setup(request.config, lambda: databases.fresh(template), clinic_postgres)
+    wanted = "clinic_db_fresh" in request.fixturenames  # it requests this fixture
+    name = _setup(
+        request.config, lambda: databases.fresh(template, connection=wanted), clinic_postgres
+    )
+    opened = databases.connection(template, name)
+    if opened is not None:
+        if wanted:
+            request.node.stash[_OPENED] = opened
+        else:  # alone on its clone, as on a new one
+            from .databases import close_session
+
+            close_session(opened, databases.admin())
     try:
         yield clinic_postgres.dsn_for(name)
     finally:
+        unused = request.node.stash.get(_OPENED, None)  # clinic_db_fresh was never set up
+        if unused is not None:
+            del request.node.stash[_OPENED]
+            unused.close()
         try:
             if context_of(request.config).settings.keep_failed and _failed(request.node):
                 databases.keep(name, request.node.nodeid)
@@ -523,8 +538,14 @@ def _failed(item: pytest.Item) -> bool:
     return any(rep.failed for rep in reports.values())
 
 
+#: The connection that came with this test's recycled clone, for its clinic_db_fresh.
+_OPENED = pytest.StashKey[Any]()
+
+
 @pytest.fixture
-def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+def clinic_db_fresh(
+    request: pytest.FixtureRequest, clinic_dsn: str
+) -> Iterator[psycopg.Connection[Any]]:
     """A psycopg 3 connection to a fresh clone of the template, for this test only.
 
     Commits are allowed, and so are deferred constraints and several
@@ -532,11 +553,18 @@ def clinic_db_fresh(clinic_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     in autocommit mode, like any new psycopg connection: statements that cannot
     run in a transaction block (``VACUUM``, ``CREATE INDEX CONCURRENTLY``) need
     ``clinic_db_fresh.autocommit = True`` first.  The database is dropped after
-    the test.
+    the test, or recycled; a recycled clone's connection is the session that
+    checked it, opened while an earlier test ran, as ``psycopg.connect`` gives one.
     """
     from .connect import connect
 
-    conn: psycopg.Connection[Any] = connect(clinic_dsn)
+    # A recycled clone comes with the session that proved it unchanged, opened while an
+    # earlier test ran; a new clone is connected to now.
+    conn: psycopg.Connection[Any] | None = request.node.stash.get(_OPENED, None)
+    if conn is not None:
+        del request.node.stash[_OPENED]
+    if conn is None or conn.closed or conn.broken:
+        conn = connect(clinic_dsn)
     try:
         yield conn
     finally:

@@ -70,7 +70,10 @@ class ClonePool:
         make: Callable[[psycopg.Connection[Any]], str],
         drop: Callable[[psycopg.Connection[Any], str], None],
         inspect: Callable[[psycopg.Connection[Any], str], object] | None = None,
-        recycle: Callable[[psycopg.Connection[Any], str, object], tuple[str, object] | None]
+        recycle: Callable[
+            [psycopg.Connection[Any], str, object],
+            tuple[str, object, psycopg.Connection[Any] | None] | None,
+        ]
         | None = None,
     ) -> None:
         self.admin_dsn = admin_dsn
@@ -79,7 +82,10 @@ class ClonePool:
         self.drop = drop
         self.inspect = inspect
         self.recycle = recycle
-        self.ready: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=READY)
+        #: (name, state, a connection to it for its test, left open by ``recycle``, or None)
+        self.ready: queue.Queue[tuple[str, object, Any]] = queue.Queue(maxsize=READY)
+        #: Those connections, for clones handed out, until their test takes or drops them.
+        self._opened: dict[str, psycopg.Connection[Any]] = {}
         self._handed_out: dict[str, object] = {}
         #: Returned clones no dropper has judged yet, and whether the last one came back.
         self._judging = 0
@@ -107,18 +113,25 @@ class ClonePool:
         deadline = time.monotonic() + timeout
         while self.error is None and time.monotonic() < deadline:
             try:
-                name, state = self.ready.get(timeout=0.05)
+                name, state, conn = self.ready.get(timeout=0.05)
             except queue.Empty:
                 if not any(t.is_alive() for t in self._cloners):
                     break
             else:
                 if state is not None:
                     self._handed_out[name] = state
+                if conn is not None:
+                    self._opened[name] = conn
                 return name
         return None
 
+    def connection(self, name: str) -> psycopg.Connection[Any] | None:
+        """The open connection that came with the clone ``name`` just taken, if any (once)."""
+        return self._opened.pop(name, None)
+
     def give_back(self, name: str) -> None:
         """The test is done with ``name``: recycle or drop it in the background."""
+        _close(self._opened.pop(name, None))
         if self.recycle is not None and name in self._handed_out:
             with self._lock:
                 self._judging += 1
@@ -141,9 +154,14 @@ class ClonePool:
         # What is ready now (made, or recycled before the stop) is dropped here.
         while True:
             try:
-                self.to_drop.put(self.ready.get_nowait()[0])
+                name, _, conn = self.ready.get_nowait()
             except queue.Empty:
                 break
+            _close(conn)
+            self.to_drop.put(name)
+        for conn in self._opened.values():
+            _close(conn)
+        self._opened.clear()
         self.to_drop.put(_STOP)
         self._drop_loop()
         return self.drop_errors
@@ -162,7 +180,7 @@ class ClonePool:
                             time.sleep(0.01)
                             continue
                         try:
-                            self.ready.put((name, state), timeout=0.05)
+                            self.ready.put((name, state, None), timeout=0.05)
                             break
                         except queue.Full:
                             continue
@@ -189,6 +207,7 @@ class ClonePool:
                         try:
                             self.ready.put_nowait(again)
                         except queue.Full:
+                            _close(again[2])
                             self.drop(admin, again[0])
                     continue
                 self.drop(admin, name)
@@ -202,3 +221,9 @@ class ClonePool:
         if admin is not None:
             with contextlib.suppress(psycopg.Error):
                 admin.close()
+
+
+def _close(conn: psycopg.Connection[Any] | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(psycopg.Error):
+            conn.close()

@@ -295,6 +295,7 @@ LEDGER_SEED = """
     INSERT INTO accounts (owner) VALUES ('house') ON CONFLICT (owner) DO NOTHING;
 """
 LEDGER_TESTS = """
+import psycopg
 import pytest
 
 BIG = "SELECT string_agg(md5(g::text), '') FROM generate_series(1, 3000) g"
@@ -302,6 +303,15 @@ BIG = "SELECT string_agg(md5(g::text), '') FROM generate_series(1, 3000) g"
 @pytest.mark.parametrize("n", range(24))
 def test_every_test_gets_the_ledger_as_new(clinic_db_fresh, n):
     db = clinic_db_fresh
+    # a connection as psycopg.connect gives one, whoever opened it: the only session here
+    assert db.autocommit is False
+    assert db.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert db.execute(
+        "SELECT current_setting('session_replication_role'), current_setting('search_path'),"
+        " (SELECT count(*) FROM pg_prepared_statements),"
+        " (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database())"
+    ).fetchone() == ("origin", '"$user", public', 0, 1)
+    db.rollback()
     db.execute("SET search_path TO ledger, public")
     assert db.execute("SELECT owner FROM accounts").fetchall() == [("house",)]
     assert db.execute("SELECT count(*) FROM history").fetchone() == (1,)
@@ -326,6 +336,14 @@ def test_every_test_gets_the_ledger_as_new(clinic_db_fresh, n):
     if n % 6 == 3:  # rolled back: its rows are dead already
         db.execute("INSERT INTO accounts (owner) VALUES ('gone')")
         db.rollback()
+
+@pytest.mark.parametrize("n", range(6))
+def test_a_test_with_only_the_dsn_is_alone_on_its_clone(clinic_dsn, n):
+    with psycopg.connect(clinic_dsn) as conn:
+        sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        assert conn.execute(sessions).fetchone() == (1,)
+        conn.execute("SET search_path TO ledger, public")
+        conn.execute("INSERT INTO accounts (owner) VALUES ('dsn')")
 """
 
 
@@ -342,7 +360,7 @@ def test_inserting_tests_get_their_clone_back_on_a_schema_in_another_style(
     project.seed("001_accounts.sql", LEDGER_SEED)
     project.tests(LEDGER_TESTS)
     result = project.run("-p", "no:randomly", "--clinicdb-timings", *xdist)
-    result.assert_outcomes(passed=24)
+    result.assert_outcomes(passed=30)
     out = result.stdout.str()
     if int(re.search(r"PostgreSQL (\d+)", out).group(1)) >= 15:
         undone = re.search(r"recycled: (\d+) fresh clone\(s\), (\d+) left .*, (\d+) once", out)

@@ -87,9 +87,12 @@ def recycle(
     databases: Databases, name: str, state: CloneState, *, facts: bool = True
 ) -> tuple[str, object] | None:
     again = databases._recycle(databases.admin(), name, "f", state, FACTS[0] if facts else None)
-    if again is not None:
-        MADE.append(again[0])
-    return again
+    if again is None:
+        return None
+    new_name, new_state, conn = again
+    MADE.append(new_name)
+    assert conn is None, "kept open only when fresh tests want connections"
+    return new_name, new_state
 
 
 def _gone(databases: Databases) -> bool:
@@ -352,10 +355,18 @@ def test_the_pool_recycles_only_unchanged_clones(
         assert row is not None
         return int(row[0])
 
+    came_with_a_session = 0
+
     def use(work: Callable[[psycopg.Connection[Any]], object]) -> tuple[str, int]:
-        name = databases.fresh(template)
+        nonlocal came_with_a_session
+        name = databases.fresh(template, connection=True)  # as for clinic_db_fresh
         number = oid(name)
-        with psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
+        opened = databases.connection(template, name)
+        if opened is not None:  # the session that proved a recycled clone: as new
+            came_with_a_session += 1
+            assert not opened.autocommit and opened.info.dbname == name
+            assert opened.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with opened or psycopg.connect(clinic_postgres.dsn_for(name)) as conn:
             assert conn.execute(
                 "SELECT count(*) FROM clinic.clinics WHERE slug LIKE 'pool-%'"
             ).fetchone() == (0,), "a clone handed out holds another test's rows"
@@ -390,6 +401,7 @@ def test_the_pool_recycles_only_unchanged_clones(
     assert len(set(oids)) < len(oids), f"no clone was recycled: {seen}"
     assert databases.recycled > 0
     assert databases.undone > undone, "no inserting test's clone came back"
+    assert came_with_a_session > 0, "no recycled clone came with its open session"
 
 
 def test_while_clones_come_back_the_pool_makes_no_new_ones(
