@@ -9,9 +9,12 @@ then stops with one message that says so — never a raw "too many clients".
 from __future__ import annotations
 
 import time
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConnectionBudgetError
+
+if TYPE_CHECKING:
+    import psycopg
 
 #: Seconds a run waits for a connection slot (``--clinicdb-connection-wait``).
 CONNECTION_WAIT = 30.0
@@ -59,6 +62,25 @@ def connect(dsn: str, *, cls: Any = None, wait: float | None = None, **kwargs: A
                 raise _budget_error(dsn, exc, waited) from None
             time.sleep(min(pause, max(wait - waited, 0.0)))
             pause = min(pause * 2, 1.0)
+
+
+def close_session(
+    conn: psycopg.Connection[Any], admin: psycopg.Connection[Any], wait: float = 5.0
+) -> None:
+    """Close ``conn`` and wait (briefly) for its backend to leave: the next test that gets
+    its database is then alone on it, as on a new clone."""
+    import psycopg
+
+    pid = conn.info.backend_pid
+    conn.close()
+    deadline = time.monotonic() + wait
+    try:
+        while admin.execute("SELECT FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.001)
+    except psycopg.Error:
+        pass
 
 
 async def connect_async(

@@ -13,6 +13,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
+from .connect import close_session
 from .marker import PREFIX, Marker, write_marker
 
 if TYPE_CHECKING:
@@ -68,25 +69,6 @@ def wait_for_no_sessions(
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.002)
-
-
-def close_session(
-    conn: psycopg.Connection[Any], admin: psycopg.Connection[Any], wait: float = DROP_WAIT
-) -> None:
-    """Close ``conn`` and wait (briefly) for its backend to leave: the next test that gets
-    its database is then alone on it, as on a new clone."""
-    import psycopg
-
-    pid = conn.info.backend_pid
-    conn.close()
-    deadline = time.monotonic() + wait
-    try:
-        while admin.execute("SELECT FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)
-    except psycopg.Error:
-        pass
 
 
 def drop_database(
@@ -287,7 +269,7 @@ class Databases:
             try:
                 return TemplateFacts.read(conn)
             finally:
-                close_session(conn, self.admin())  # the clone goes to a test next
+                close_session(conn, self.admin(), DROP_WAIT)  # the clone goes to a test next
         except psycopg.Error:
             return None
 
@@ -354,7 +336,7 @@ class Databases:
                                 undone=handed_out.undone + undone,
                             )
                             if not self._keep_sessions.get(template, False):
-                                close_session(conn, admin)
+                                close_session(conn, admin, DROP_WAIT)
                                 return new, state, None
                             # Its next test gets this session as psycopg.connect gives one.
                             conn.autocommit = False

@@ -512,7 +512,7 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
         if wanted:
             request.node.stash[_OPENED] = opened
         else:  # alone on its clone, as on a new one
-            from .databases import close_session
+            from .connect import close_session
 
             close_session(opened, databases.admin())
     try:

@@ -37,7 +37,7 @@ from typing import Any
 
 import psycopg
 
-from .connect import connect
+from .connect import close_session, connect
 
 _STOP = ""
 #: Clones made at the same time, each by its own thread and connection.  Two
@@ -50,6 +50,9 @@ CLONERS = 2
 DROPPERS = 2
 #: Recycled clones may wait beside the cloners' ones, up to this many in all.
 READY = CLONERS + 2
+#: Recycled clones that wait with their session open (for the next ``clinic_db_fresh``): one
+#: is enough for a steady stream of tests, and each holds a server connection slot.
+SESSIONS_WAITING = 1
 
 
 class ClonePool:
@@ -86,6 +89,8 @@ class ClonePool:
         self.ready: queue.Queue[tuple[str, object, Any]] = queue.Queue(maxsize=READY)
         #: Those connections, for clones handed out, until their test takes or drops them.
         self._opened: dict[str, psycopg.Connection[Any]] = {}
+        #: Clones in ``ready`` that came with a session.
+        self._sessions_waiting = 0
         self._handed_out: dict[str, object] = {}
         #: Returned clones no dropper has judged yet, and whether the last one came back.
         self._judging = 0
@@ -121,6 +126,8 @@ class ClonePool:
                 if state is not None:
                     self._handed_out[name] = state
                 if conn is not None:
+                    with self._lock:
+                        self._sessions_waiting -= 1
                     self._opened[name] = conn
                 return name
         return None
@@ -204,11 +211,21 @@ class ClonePool:
                     again = self.recycle(admin, name, state)
                     self._recycled_last = again is not None
                     if again is not None:
+                        name, state, conn = again
+                        with self._lock:
+                            keep = conn is not None and self._sessions_waiting < SESSIONS_WAITING
+                            self._sessions_waiting += keep
+                        if conn is not None and not keep:
+                            close_session(conn, admin)
+                            conn = None
                         try:
-                            self.ready.put_nowait(again)
+                            self.ready.put_nowait((name, state, conn))
                         except queue.Full:
-                            _close(again[2])
-                            self.drop(admin, again[0])
+                            if conn is not None:
+                                with self._lock:
+                                    self._sessions_waiting -= 1
+                                _close(conn)
+                            self.drop(admin, name)
                     continue
                 self.drop(admin, name)
             except (psycopg.Error, ValueError) as exc:

@@ -153,7 +153,11 @@ def test_load_1000_rolled_back_and_100_fresh_tests_with_two_workers(project, cap
     assert project.leftovers() == []
     with capsys.disabled():
         print(f"\n[load] 1100 tests, -n 2: wall {wall:.1f} s, peak client connections {max(peak)}")
-    assert max(peak) <= 20, "a connection leak grows with the number of tests"
+    # Per worker, by design: its admin connection, its clone for clinic_db, two cloners, two
+    # droppers and the clone each one is checking, one checked clone's session waiting for
+    # the next clinic_db_fresh test, and that test's own: 10. A leak would grow with 1,100
+    # tests; 2 more for backends still leaving when sampled.
+    assert max(peak) <= 22, "a connection leak grows with the number of tests"
     assert os.listdir(project.cache_dir)  # the kept cluster is there, stopped
 
 
