@@ -276,24 +276,26 @@ def test_a_clone_its_test_only_inserted_into_is_recycled_and_equals_a_new_clone(
     assert last[1].undone == new_state.undone + 1
 
 
-def test_a_clone_is_dropped_after_its_inserts_were_deleted_too_often(
-    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
+@pytest.mark.parametrize(
+    ("undone", "facts"),
+    [
+        # the deleted rows stay on disk (dead) until a VACUUM: a clone goes back only so often
+        (MAX_UNDONE, True),
+        # as for a role that is no superuser: its inserts cannot be deleted
+        (0, False),
+    ],
+    ids=["deleted too often", "without the template's facts"],
+)
+def test_an_inserting_tests_clone_is_dropped(
+    databases: Databases,
+    clinic_postgres: ServerInfo,
+    handed_out: tuple[str, CloneState],
+    undone: int,
+    facts: bool,
 ) -> None:
-    """The deleted rows stay on disk (dead) until a VACUUM: a clone goes back only so often."""
     name, state = handed_out
     _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
-    worn = dataclasses.replace(state, undone=MAX_UNDONE)
-    assert recycle(databases, name, worn) is None
-    assert _gone(databases)
-
-
-def test_without_the_templates_facts_an_inserting_tests_clone_is_dropped(
-    databases: Databases, clinic_postgres: ServerInfo, handed_out: tuple[str, CloneState]
-) -> None:
-    """As for a role that is no superuser: its inserts cannot be deleted."""
-    name, state = handed_out
-    _session(clinic_postgres, name, [INSERTS["insert, committed"][0]])
-    assert recycle(databases, name, state, facts=False) is None
+    assert recycle(databases, name, dataclasses.replace(state, undone=undone), facts=facts) is None
     assert _gone(databases)
 
 
