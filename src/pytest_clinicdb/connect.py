@@ -75,7 +75,7 @@ def close_session(
     conn.close()
     deadline = time.monotonic() + wait
     try:
-        while admin.execute("SELECT FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
+        while admin.execute("SELECT 1 FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
             if time.monotonic() >= deadline:
                 return
             time.sleep(0.001)
