@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -206,8 +207,9 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
     import uuid
 
     from pytest_clinicdb.config import default_cache_dir
+    from pytest_clinicdb.server.cluster import ClusterDir
 
-    from ..conftest import kept_clusters, lock_held_for_a_moment, postgres_processes
+    from ..conftest import kept_clusters, postgres_processes
 
     # Unique: two sessions running this test at once must not share (and stop) one server.
     cache = default_cache_dir().parent / f"clinicdb-test-up-{uuid.uuid4().hex[:8]}"
@@ -237,11 +239,22 @@ def test_up_prints_a_working_dsn_and_down_stops_it(tmp_path):
         assert shown.stdout.splitlines()[1] == data["dsn"]
         assert postgres_processes(str(cache)), "the server outlives the command"
         # Another process holds the cluster's lock for a moment (as the reaper does when it
-        # looks): down waits for it instead of calling the server busy.
-        (kept,) = kept_clusters(cache)
-        with lock_held_for_a_moment(kept):
-            down = clinicdb("down", "--cache-dir", str(cache))
-        assert down.returncode == 0 and down.stdout.startswith("stopped: "), down.stdout
+        # looks): down waits for it instead of calling the server busy.  Meanwhile `up` still
+        # keeps the server: were it unregistered before down has the lock, the reaper could
+        # stop the server first, and down would say there was nothing to stop.
+        cluster = ClusterDir(kept_clusters(cache)[0])
+        with cluster.file_lock():
+            waiting = subprocess.Popen(
+                [sys.executable, "-m", "pytest_clinicdb.cli", "down", "--cache-dir", str(cache)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(2.0)  # down has started and waits for the lock
+            assert waiting.poll() is None
+            assert [u.id for u in cluster.live_users()] == ["up"]
+        stdout = waiting.communicate(timeout=60)[0]
+        assert waiting.returncode == 0 and stdout.startswith("stopped: "), stdout
         assert postgres_processes(str(cache)) == []
     finally:
         clinicdb("down", "--cache-dir", str(cache), "--clean")

@@ -123,15 +123,14 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    from ..server.cluster import clusters, stop_idle_clusters
+    from ..server.cluster import stop_idle_clusters
 
     settings = settings_from(args)
     cache = settings.cache_dir
-    for cluster in clusters(cache):  # what keeps a server up: `clinicdb up`, kept databases
-        (cluster.users / f"{UP_USER}.json").unlink(missing_ok=True)
-        for kept in cluster.users.glob("kept-*.json") if cluster.users.is_dir() else []:
-            kept.unlink(missing_ok=True)
-    result = stop_idle_clusters(Path(os.path.realpath(cache)), skip=None, delete=args.clean)
+    # What keeps a server up without a live test run: `clinicdb up` and kept databases.
+    result = stop_idle_clusters(
+        Path(os.path.realpath(cache)), skip=None, delete=args.clean, forget=(UP_USER, "kept-*")
+    )
     if args.json:
         print(json.dumps({"ok": True, **{k: [str(p) for p in v] for k, v in result.items()}}))
         return EXIT_OK

@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,15 +232,20 @@ class ClusterDir:
         with contextlib.suppress(OSError):
             self.lock.unlink()
 
-    def stop_if_idle(self, *, delete: bool = False) -> str | None:
+    def stop_if_idle(self, *, delete: bool = False, forget: Sequence[str] = ()) -> str | None:
         """Stop (and with ``delete`` remove) the cluster unless a live run uses it.
 
-        Returns ``"stopped"``, ``"deleted"``, ``"busy"`` or None (nothing to do, e.g.
-        the reaper stopped it while this waited for the lock).  A cluster whose lock
-        another process holds for longer than :data:`LOCK_WAIT` is busy.
+        ``forget``: patterns of registered users (``up``, ``kept-*``) to unregister first, in
+        the same hold of the lock, so that the reaper cannot stop the server in between and
+        leave this call with nothing to report.  Returns ``"stopped"``, ``"deleted"``,
+        ``"busy"`` or None (nothing to do).  A cluster whose lock another process holds for
+        longer than :data:`LOCK_WAIT` is busy.
         """
         try:
             with self.file_lock(timeout=LOCK_WAIT):
+                for pattern in forget if self.users.is_dir() else ():
+                    for path in self.users.glob(f"{pattern}.json"):
+                        path.unlink(missing_ok=True)
                 if self.live_users():
                     return "busy"
                 stopped = self.running() and self.stop()
@@ -260,19 +266,19 @@ def clusters(cache_dir: Path) -> list[ClusterDir]:
 
 
 def stop_idle_clusters(
-    cache_dir: Path, *, skip: Path | None, delete: bool = False
+    cache_dir: Path, *, skip: Path | None, delete: bool = False, forget: Sequence[str] = ()
 ) -> dict[str, list[Path]]:
     """Stop kept servers that no live run uses (a killed run's, or one left for kept databases).
 
     Clusters whose PostgreSQL build is gone (an upgraded package) are deleted, and
-    with ``delete`` every idle one.  Returns the ``stopped``, ``deleted`` and
-    ``busy`` directories.
+    with ``delete`` every idle one; ``forget`` as for :meth:`ClusterDir.stop_if_idle`.
+    Returns the ``stopped``, ``deleted`` and ``busy`` directories.
     """
     result: dict[str, list[Path]] = {"stopped": [], "deleted": [], "busy": []}
     for cluster in clusters(cache_dir):
         if cluster.root == skip:
             continue
-        outcome = cluster.stop_if_idle(delete=delete)
+        outcome = cluster.stop_if_idle(delete=delete, forget=forget)
         if outcome is not None:
             result[outcome].append(cluster.root)
     return result
