@@ -8,6 +8,7 @@ then stops with one message that says so — never a raw "too many clients".
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
 
 #: Seconds a run waits for a connection slot (``--clinicdb-connection-wait``).
 CONNECTION_WAIT = 30.0
+#: How long a drop (or a closed session's next user) waits for the backends of closed
+#: connections to leave.
+DROP_WAIT = 5.0
 
 
 def set_wait(seconds: float) -> None:
@@ -64,23 +68,34 @@ def connect(dsn: str, *, cls: Any = None, wait: float | None = None, **kwargs: A
             pause = min(pause * 2, 1.0)
 
 
+def wait_for_no_sessions(
+    admin: psycopg.Connection[Any], name: str, wait: float = DROP_WAIT
+) -> bool:
+    """Wait (briefly) for the backends of closed connections to database ``name`` to leave;
+    True if they did."""
+    deadline = time.monotonic() + wait
+    while True:
+        busy = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+        if not busy or not busy[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
+
+
 def close_session(
-    conn: psycopg.Connection[Any], admin: psycopg.Connection[Any], wait: float = 5.0
+    conn: psycopg.Connection[Any], admin: psycopg.Connection[Any], wait: float = DROP_WAIT
 ) -> None:
-    """Close ``conn`` and wait (briefly) for its backend to leave: the next test that gets
-    its database is then alone on it, as on a new clone."""
+    """Close ``conn``, the only session on its database, and wait (briefly) for its backend to
+    leave: the next test that gets the database is then alone on it, as on a new clone."""
     import psycopg
 
-    pid = conn.info.backend_pid
+    name = conn.info.dbname
     conn.close()
-    deadline = time.monotonic() + wait
-    try:
-        while admin.execute("SELECT 1 FROM pg_stat_get_activity(%s)", (pid,)).fetchone():
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.001)
-    except psycopg.Error:
-        pass
+    with contextlib.suppress(psycopg.Error):
+        wait_for_no_sessions(admin, name, wait)
 
 
 async def connect_async(

@@ -13,7 +13,7 @@ import itertools
 import time
 from typing import TYPE_CHECKING, Any
 
-from .connect import close_session
+from .connect import DROP_WAIT, close_session, wait_for_no_sessions
 from .marker import PREFIX, Marker, write_marker
 
 if TYPE_CHECKING:
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from .runs import Run
     from .server import ServerInfo
     from .templates import TemplateInfo
-
-#: How long a drop waits for the backends of closed connections to leave.
-DROP_WAIT = 5.0
 
 
 def create_database(
@@ -52,23 +49,6 @@ def apply_carry(admin: psycopg.Connection[Any], name: str, carry: dict[str, Any]
 
     for statement in carry_statements(name, carry):
         admin.execute(statement)
-
-
-def wait_for_no_sessions(
-    admin: psycopg.Connection[Any], name: str, wait: float = DROP_WAIT
-) -> bool:
-    """Wait (briefly) for the backends of closed connections to ``name`` to leave; True if
-    they did."""
-    deadline = time.monotonic() + wait
-    while True:
-        busy = admin.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
-        ).fetchone()
-        if not busy or not busy[0]:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.002)
 
 
 def drop_database(
@@ -119,9 +99,6 @@ class Databases:
         self._counter = itertools.count(1)
         self._admin: psycopg.Connection[Any] | None = None
         self._pools: dict[str, ClonePool] = {}
-        #: Per template: whether its last fresh test wanted a connection (``clinic_db_fresh``):
-        #: then a recycled clone comes with the session that proved it, for its next test.
-        self._keep_sessions: dict[str, bool] = {}
         #: Per template: what deleting a test's inserts restores or checks (see ``recycle``).
         self._facts: dict[str, TemplateFacts | None] = {}
         self.clone_times: list[float] = []
@@ -207,10 +184,10 @@ class Databases:
         """
         from .pool import ClonePool
 
-        self._keep_sessions[template.name] = connection
         kind = "f" if template.variant == "base" else "fd"
         pool = self._pools.get(template.name)
         if pool is not None:
+            pool.keep_sessions = connection
             name = pool.take()
             if name is not None:
                 return name
@@ -218,7 +195,7 @@ class Databases:
         if pool is None:
             if self.recycling and self.server.superuser:  # deleting inserts needs one
                 self._facts[template.name] = self._read_facts(name)
-            self._pools[template.name] = ClonePool(
+            self._pools[template.name] = pool = ClonePool(
                 admin_dsn=self.server.dsn,
                 dsn_for=self.server.dsn_for,
                 make=lambda admin: self.clone(template, kind, admin),
@@ -226,12 +203,13 @@ class Databases:
                 inspect=self._inspect if self.recycling else None,
                 recycle=(
                     lambda admin, name, state: self._recycle(
-                        admin, name, kind, state, self._facts.get(template.name), template.name
+                        admin, name, kind, state, self._facts.get(template.name)
                     )
                 )
                 if self.recycling
                 else None,
             )
+            pool.keep_sessions = connection
         return name
 
     def connection(self, template: TemplateInfo, name: str) -> psycopg.Connection[Any] | None:
@@ -269,7 +247,7 @@ class Databases:
             try:
                 return TemplateFacts.read(conn)
             finally:
-                close_session(conn, self.admin(), DROP_WAIT)  # the clone goes to a test next
+                close_session(conn, self.admin())  # the clone goes to a test next
         except psycopg.Error:
             return None
 
@@ -280,7 +258,6 @@ class Databases:
         kind: str,
         handed_out: object,
         facts: TemplateFacts | None = None,
-        template: str = "",
     ) -> tuple[str, object, psycopg.Connection[Any] | None] | None:
         """``name`` under a new name if its test changed nothing, or only inserted rows
         (deleted here) and used sequences (put back), its state and the connection that
@@ -335,10 +312,8 @@ class Databases:
                                 next_xid=handed_out.next_xid,
                                 undone=handed_out.undone + undone,
                             )
-                            if not self._keep_sessions.get(template, False):
-                                close_session(conn, admin, DROP_WAIT)
-                                return new, state, None
-                            # Its next test gets this session as psycopg.connect gives one.
+                            # Its next test may get this session, as psycopg.connect
+                            # gives one (the pool decides).
                             conn.autocommit = False
                             kept, conn = conn, None
                             return new, state, kept

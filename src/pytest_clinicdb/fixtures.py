@@ -518,9 +518,8 @@ def clinic_dsn(request: pytest.FixtureRequest, clinic_postgres: ServerInfo) -> I
     try:
         yield clinic_postgres.dsn_for(name)
     finally:
-        unused = request.node.stash.get(_OPENED, None)  # clinic_db_fresh was never set up
+        unused = _take_opened(request.node)  # clinic_db_fresh was never set up
         if unused is not None:
-            del request.node.stash[_OPENED]
             unused.close()
         try:
             if context_of(request.config).settings.keep_failed and _failed(request.node):
@@ -542,6 +541,14 @@ def _failed(item: pytest.Item) -> bool:
 _OPENED = pytest.StashKey[Any]()
 
 
+def _take_opened(node: pytest.Item) -> psycopg.Connection[Any] | None:
+    """The test's recycled-clone connection, taken out of its stash (None if there is none)."""
+    conn: psycopg.Connection[Any] | None = node.stash.get(_OPENED, None)
+    if conn is not None:
+        del node.stash[_OPENED]
+    return conn
+
+
 @pytest.fixture
 def clinic_db_fresh(
     request: pytest.FixtureRequest, clinic_dsn: str
@@ -560,9 +567,7 @@ def clinic_db_fresh(
 
     # A recycled clone comes with the session that proved it unchanged, opened while an
     # earlier test ran; a new clone is connected to now.
-    conn: psycopg.Connection[Any] | None = request.node.stash.get(_OPENED, None)
-    if conn is not None:
-        del request.node.stash[_OPENED]
+    conn = _take_opened(request.node)
     if conn is None or conn.closed or conn.broken:
         conn = connect(clinic_dsn)
     try:

@@ -89,6 +89,10 @@ class ClonePool:
         self.ready: queue.Queue[tuple[str, object, Any]] = queue.Queue(maxsize=READY)
         #: Those connections, for clones handed out, until their test takes or drops them.
         self._opened: dict[str, psycopg.Connection[Any]] = {}
+        #: Whether the process's fresh tests want a connection (``clinic_db_fresh``): then a
+        #: recycled clone waits in ``ready`` with the session that proved it (at most
+        #: :data:`SESSIONS_WAITING` of them); else that session is closed.
+        self.keep_sessions = False
         #: Clones in ``ready`` that came with a session.
         self._sessions_waiting = 0
         self._handed_out: dict[str, object] = {}
@@ -213,7 +217,11 @@ class ClonePool:
                     if again is not None:
                         name, state, conn = again
                         with self._lock:
-                            keep = conn is not None and self._sessions_waiting < SESSIONS_WAITING
+                            keep = (
+                                conn is not None
+                                and self.keep_sessions
+                                and self._sessions_waiting < SESSIONS_WAITING
+                            )
                             self._sessions_waiting += keep
                         if conn is not None and not keep:
                             close_session(conn, admin)

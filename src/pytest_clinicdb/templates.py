@@ -284,7 +284,8 @@ class BuildSession:
         """Copy the database as it is now into template ``name`` unless it exists; True if made."""
         from psycopg import errors, sql
 
-        from .databases import create_database, drop_database, wait_for_no_sessions
+        from .connect import wait_for_no_sessions
+        from .databases import create_database, drop_database
 
         marker.carry = read_carry(self.conn)
         self.disconnect()  # the watch goes on: the build does

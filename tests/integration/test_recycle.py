@@ -14,7 +14,8 @@ import psycopg
 import pytest
 
 from pytest_clinicdb._state import context_of
-from pytest_clinicdb.databases import Databases, wait_for_no_sessions
+from pytest_clinicdb.connect import close_session, wait_for_no_sessions
+from pytest_clinicdb.databases import Databases
 from pytest_clinicdb.fingerprint import differences, fingerprint
 from pytest_clinicdb.recycle import MAX_UNDONE, MIN_MAJOR, CloneState, TemplateFacts
 from pytest_clinicdb.server import ServerInfo
@@ -91,7 +92,12 @@ def recycle(
         return None
     new_name, new_state, conn = again
     MADE.append(new_name)
-    assert conn is None, "kept open only when fresh tests want connections"
+    # The session that proved it comes along (the pool keeps it or closes it), as
+    # psycopg.connect gives one: on the clone's new name, not in autocommit mode, idle.
+    assert conn is not None and conn.info.dbname == new_name
+    assert conn.autocommit is False
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    close_session(conn, databases.admin())
     return new_name, new_state
 
 
