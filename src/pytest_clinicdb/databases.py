@@ -298,9 +298,7 @@ class Databases:
                     state = shared.with_local(conn)
                     if state.changed_since(handed_out, inserts=inserts) is None:
                         written = undo_inserts(conn, state, handed_out, facts) if facts else []
-                        undone = state.writes != handed_out.writes or (
-                            state.sequence_reads != handed_out.sequence_reads
-                        )
+                        undone = state.wrote_since(handed_out)
                         state = reset_counters(conn, state)
                         # After the reset: a VACUUM or ANALYZE that ended before it (an
                         # autovacuum worker's, drawn by the inserts) left its mark here.

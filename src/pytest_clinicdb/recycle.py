@@ -138,6 +138,11 @@ class CloneState:
         local = conn.execute(LOCAL_STATE).fetchone()
         return replace(self, sequence_reads=int(local[0]), maintenance=int(local[1]))
 
+    def wrote_since(self, handed_out: CloneState) -> bool:
+        """Whether rows were written or a sequence used since ``handed_out`` (what
+        :func:`undo_inserts` deletes and puts back, when those are all)."""
+        return self.writes != handed_out.writes or self.sequence_reads != handed_out.sequence_reads
+
     def changed_since(
         self, handed_out: CloneState, *, local: bool = True, inserts: bool = False
     ) -> str | None:
@@ -254,7 +259,7 @@ def undo_inserts(
     the test did nothing but insert rows into the database's own tables and use its
     sequences (``changed_since(..., inserts=True)`` said so of the rest).
     """
-    if state.writes == handed_out.writes and state.sequence_reads == handed_out.sequence_reads:
+    if not state.wrote_since(handed_out):
         return []  # read only
     if handed_out.undone >= MAX_UNDONE:
         raise NotUndone(f"its inserts were deleted {MAX_UNDONE} times already")

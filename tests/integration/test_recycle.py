@@ -486,7 +486,6 @@ def test_an_analyze_whose_counts_the_reset_zeroed_still_means_the_clone_is_dropp
     monkeypatch.setattr(recycle_module, "reset_counters", analyze_then_reset)
     assert recycle(databases, name, state) is None
     assert _gone(databases)
-    monkeypatch.setattr(recycle_module, "reset_counters", real_reset)
 
 
 def test_a_new_clone_has_the_templates_table_facts(
