@@ -93,6 +93,13 @@ def postgres_processes(marker: str) -> list[str]:
     return [" ".join(a.decode(errors="replace") for a in args) for _, args in _postgres(marker)]
 
 
+def postgres_left(cache: Path) -> list[str]:
+    """Command lines of the postgres processes of ``cache`` left after a run.  A released
+    server shuts down on its own (pytest does not wait for it): it gets a few seconds."""
+    wait_for(lambda: not postgres_processes(str(cache)), timeout=10)
+    return postgres_processes(str(cache))
+
+
 @pytest.fixture
 def cache_dir() -> Iterator[Path]:
     """A private cache directory on the same filesystem as the default one."""
@@ -261,14 +268,9 @@ class Project:
         )
 
     def leftovers(self) -> list[str]:
-        """Run directories and postgres processes this project's runs left behind.
-
-        A released server shuts down on its own (pytest does not wait for it): give it
-        a few seconds.
-        """
-        wait_for(lambda: not postgres_processes(str(self.cache_dir)), timeout=10)
-        dirs = [p.name for p in self.cache_dir.glob("run-*")]
-        return dirs + postgres_processes(str(self.cache_dir))
+        """Run directories and postgres processes this project's runs left behind."""
+        processes = postgres_left(self.cache_dir)
+        return [p.name for p in self.cache_dir.glob("run-*")] + processes
 
 
 SMALL_SCHEMA = {

@@ -19,7 +19,7 @@ import pytest
 
 from pytest_clinicdb import acting_as
 
-from ..conftest import clinicdb, copy_project, postgres_processes
+from ..conftest import clinicdb, copy_project, postgres_left, postgres_processes
 
 pytestmark = pytest.mark.acceptance
 
@@ -223,7 +223,7 @@ def test_the_projects_own_tests_pass(pytester, cache_dir, name, xdist):
     if name == "layout_supabase":
         result.stdout.fnmatch_lines(["clinicdb: dev seed seed.sql loaded (DEV/TEST ONLY, *"])
     assert list(cache_dir.glob("run-*")) == []
-    assert postgres_processes(str(cache_dir)) == []
+    assert postgres_left(cache_dir) == []  # the released server shut down
 
 
 @pytest.mark.parametrize("name", sorted(LAYOUTS))
